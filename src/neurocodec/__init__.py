@@ -1,0 +1,89 @@
+"""neurocodec: a learned image codec with a real file format.
+
+    >>> import neurocodec
+    >>> data = neurocodec.encode("photo.png", quality=75)   # bytes of a .nac file
+    >>> image = neurocodec.decode(data)                      # PIL.Image.Image
+
+Everything that reads untrusted bytes raises ``neurocodec.NacError`` (a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from .errors import NacError, NacFormatError, NacLimitError, NacModelError
+from .io import ImageInput
+
+__version__ = "0.1.0"
+__all__ = [
+    "encode", "decode", "encode_file", "decode_file", "read_info", "models",
+    "NacError", "NacFormatError", "NacModelError", "NacLimitError", "__version__",
+]
+
+
+def encode(image: ImageInput, quality: int = 75, model: str | None = None) -> bytes:
+    """Compress ``image`` (path, PIL image, or HxW / HxWx3 / HxWx4 uint8 array) to ``.nac`` bytes.
+
+    ``quality`` runs from 1 to 100 like Pillow's JPEG: higher means more bits and more fidelity.
+    """
+    from . import codec, io, zoo
+
+    return codec.encode(io.load(image), quality, zoo.load(zoo.resolve(model))).data
+
+
+def decode(data: bytes | bytearray | memoryview) -> Image.Image:
+    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA)."""
+    from . import codec
+
+    return codec.decode(bytes(data)).to_pil()
+
+
+def encode_file(
+    src: str | os.PathLike, dst: str | os.PathLike, quality: int = 75, model: str | None = None, force: bool = False
+) -> dict:
+    """Encode the image file ``src`` into ``dst`` atomically; returns ``read_info`` of the result."""
+    from .io import atomic_write
+
+    data = encode(Path(src), quality, model)
+    atomic_write(dst, data, force=force)
+    return read_info(data)
+
+
+def decode_file(src: str | os.PathLike, dst: str | os.PathLike, force: bool = False) -> Image.Image:
+    """Decode ``src`` and write the image format named by ``dst``'s extension, atomically."""
+    from .io import atomic_write, image_bytes
+
+    image = decode(Path(src).read_bytes())
+    atomic_write(dst, image_bytes(image, dst), force=force)
+    return image
+
+
+def read_info(data: bytes | bytearray | memoryview) -> dict:
+    """Header fields of a ``.nac`` file (validated, nothing decoded), and its bits per pixel."""
+    from . import container
+
+    nac = container.unpack(bytes(data))
+    return {
+        "format_version": "%d.%d" % container.VERSION,
+        "model": nac.model_id,
+        "weights_digest": nac.weights_digest.hex(),
+        "quality": nac.quality,
+        "rate": nac.rate,
+        "width": nac.width,
+        "height": nac.height,
+        "mode": nac.mode,
+        "latent_shapes": [list(s) for s in nac.latent_shapes],
+        "streams": {kind.name.lower(): len(chunk) for kind, chunk in nac.streams},
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (nac.width * nac.height),
+    }
+
+
+def models() -> list[str]:
+    """IDs of the models this installation can encode and decode with."""
+    from . import zoo
+
+    return zoo.available()
