@@ -1,0 +1,49 @@
+"""Coding integer symbols that each pick one of several fixed PMFs by an integer group index.
+
+Symbols are coded group by group (all symbols of table 0, then table 1, ...), so each group is a
+single vectorized constriction call with one model instead of one call per symbol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import constriction
+
+from ..errors import NacFormatError
+
+
+class GroupedTables:
+    def __init__(self, pmfs: list[np.ndarray]):
+        self.sizes = np.array([len(p) for p in pmfs], dtype=np.int64)
+        self.models = [constriction.stream.model.Categorical(np.asarray(p, dtype=np.float64), perfect=False) for p in pmfs]
+
+    def encode(self, symbols: np.ndarray, groups: np.ndarray) -> bytes:
+        """``symbols[i]`` in [0, sizes[groups[i]]); both flat int arrays of equal length."""
+        symbols = symbols.astype(np.int32, copy=False)
+        order = np.argsort(groups, kind="stable")
+        sorted_groups = groups[order]
+        bounds = np.searchsorted(sorted_groups, np.arange(len(self.models) + 1))
+        coder = constriction.stream.stack.AnsCoder()
+        for g in range(len(self.models) - 1, -1, -1):  # ANS is a stack: encode in reverse
+            lo, hi = bounds[g], bounds[g + 1]
+            if hi > lo:
+                coder.encode_reverse(symbols[order[lo:hi]], self.models[g])
+        return coder.get_compressed().astype("<u4").tobytes()
+
+    def decode(self, data: bytes, groups: np.ndarray, what: str) -> np.ndarray:
+        if len(data) % 4:
+            raise NacFormatError(f"{what} stream length {len(data)} is not a multiple of 4")
+        try:
+            coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except ValueError as e:
+            raise NacFormatError(f"{what} stream is invalid: {e}") from None
+        order = np.argsort(groups, kind="stable")
+        bounds = np.searchsorted(groups[order], np.arange(len(self.models) + 1))
+        out = np.empty(len(groups), dtype=np.int64)
+        for g in range(len(self.models)):
+            lo, hi = bounds[g], bounds[g + 1]
+            if hi > lo:
+                out[order[lo:hi]] = coder.decode(self.models[g], int(hi - lo))
+        if not coder.is_empty():
+            raise NacFormatError(f"{what} stream has data left over after its last symbol")
+        return out

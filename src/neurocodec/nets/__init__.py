@@ -1,0 +1,1 @@
+"""Neural networks: layers, probability models used in training, and the photo model."""

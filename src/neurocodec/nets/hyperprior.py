@@ -1,0 +1,140 @@
+"""Mean-scale hyperprior with GDN (Minnen, Ballé, Toderici 2018) and gain units (Cui et al. 2021).
+
+One set of weights serves a continuum of rates: per-channel gain vectors scale the latent y (and
+the hyper-latent z) before rounding, one vector per training lambda; between two trained levels
+the gains are interpolated linearly. Coarser gains mean coarser quantization and fewer bits.
+
+The hyper-synthesis ``h_s`` decides the probability model of every symbol of y, so encoder and
+decoder must compute it bit-identically on any machine. ``entropy_parameters`` therefore runs it as
+a fixed-point network: weights on a 2^-12 grid, activations on a 2^-8 grid, evaluated in float64,
+where every product and every partial sum is an exactly representable dyadic number, so the
+result does not depend on summation order, thread count or hardware. Training uses the float
+network; the rounding costs a negligible amount of rate (measured in docs/).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .layers import GDN, conv, deconv
+from .priors import FactorizedDensity, gaussian_likelihood
+
+WEIGHT_FRAC_BITS = 12
+ACT_FRAC_BITS = 8
+ACT_MAX = 2.0**12 - 1  # keeps |w * a| * terms far below 2^53 on the 2^-20 grid
+WEIGHT_MAX = 8.0
+
+
+@dataclass(frozen=True)
+class HyperpriorConfig:
+    n: int = 128
+    m: int = 192
+    lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+
+    @property
+    def levels(self) -> int:
+        return len(self.lambdas)
+
+
+def _fixed(x: Tensor, frac_bits: int) -> Tensor:
+    scale = float(2**frac_bits)
+    return torch.round(x * scale) / scale
+
+
+class MeanScaleHyperprior(nn.Module):
+    """g_a -> y -> h_a -> z ; z_hat -> h_s -> (scales, means) ; y_hat -> g_s."""
+
+    STRIDE = 64  # g_a (16) times h_a (4): inputs are padded to a multiple of this
+
+    def __init__(self, config: HyperpriorConfig = HyperpriorConfig()):
+        super().__init__()
+        n, m, levels = config.n, config.m, config.levels
+        self.config = config
+        self.g_a = nn.Sequential(
+            conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
+        )
+        self.g_s = nn.Sequential(
+            deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
+            deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n)
+        )
+        self.h_s = nn.Sequential(
+            deconv(n, m), nn.ReLU(), deconv(m, m * 3 // 2), nn.ReLU(), conv(m * 3 // 2, 2 * m, 3, 1)
+        )
+        self.z_density = FactorizedDensity(n)
+        # Gains: y is multiplied by gain before rounding, the decoder multiplies by inv_gain.
+        self.gain = nn.Parameter(torch.ones(levels, m))
+        self.inv_gain = nn.Parameter(torch.ones(levels, m))
+        self.hyper_gain = nn.Parameter(torch.ones(levels, n))
+        self.inv_hyper_gain = nn.Parameter(torch.ones(levels, n))
+
+    # ----- gains -------------------------------------------------------------------------
+    @staticmethod
+    def interpolate(table: Tensor, level: Tensor) -> Tensor:
+        """Rows of ``table`` at (possibly fractional) ``level`` (shape (B,)), as (B, C, 1, 1).
+
+        Linear interpolation keeps the result exact in float64 when table and level are dyadic,
+        which the decoder relies on for ``inv_hyper_gain``.
+        """
+        table = table.abs()
+        top = table.shape[0] - 1
+        level = level.to(table.dtype).clamp(0, top)
+        lo = torch.floor(level).long().clamp(max=top - 1) if top > 0 else torch.zeros_like(level).long()
+        t = (level - lo.to(table.dtype)).unsqueeze(1)
+        hi = (lo + 1).clamp(max=top)
+        rows = table[lo] * (1 - t) + table[hi] * t
+        return rows[:, :, None, None]
+
+    # ----- training ----------------------------------------------------------------------
+    def forward(self, x: Tensor, level: Tensor) -> dict[str, Tensor]:
+        """Noisy-quantization forward pass for training; ``level`` holds one level per sample."""
+        y = self.g_a(x) * self.interpolate(self.gain, level)
+        z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        z_round = z + (torch.round(z) - z).detach()
+        z_lik = self.z_density.likelihood(z_noisy)
+        params = self.h_s(z_round * self.interpolate(self.inv_hyper_gain, level))
+        scales, means = params.chunk(2, dim=1)
+        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_lik = gaussian_likelihood(y_noisy, scales, means)
+        y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
+        x_hat = self.g_s(y_hat * self.interpolate(self.inv_gain, level))
+        return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
+
+    # ----- coding-time pieces (used by neurocodec.codec) ---------------------------------
+    def analysis(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        """Image in [0, 1] -> (gained y, rounded z as integers in float)."""
+        y = self.g_a(x) * self.interpolate(self.gain, level)
+        z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
+        return y, torch.round(z)
+
+    def entropy_parameters(self, z_symbols: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact (scales, means) in float64 from integer z symbols; see the module docstring."""
+        ihg = self.interpolate(self.inv_hyper_gain.double(), level.double())
+        a = _fixed(z_symbols.double() * ihg, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
+        layers = [mod for mod in self.h_s if not isinstance(mod, nn.ReLU)]
+        for i, layer in enumerate(layers):
+            w = _fixed(layer.weight.double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX)
+            b = _fixed(layer.bias.double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS)
+            a = _exact_conv(layer, a, w, b)
+            if i < len(layers) - 1:
+                a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
+        scales, means = a.chunk(2, dim=1)
+        return scales, means
+
+    def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
+        return self.g_s(y_hat * self.interpolate(self.inv_gain, level))
+
+
+def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Run ``layer``'s convolution in float64 on fixed-point inputs (every sum exact)."""
+    if isinstance(layer, nn.ConvTranspose2d):
+        return nn.functional.conv_transpose2d(
+            a, w, b, stride=layer.stride, padding=layer.padding, output_padding=layer.output_padding
+        )
+    return nn.functional.conv2d(a, w, b, stride=layer.stride, padding=layer.padding)
