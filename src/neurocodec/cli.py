@@ -1,0 +1,199 @@
+"""The ``neurocodec`` command line: encode, decode, info, compare, models, train.
+
+Exit codes: 0 success, 1 bad input or usage (one line on stderr, no traceback), 2 internal error.
+Outputs are written atomically and never overwrite an existing file without ``--force``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="neurocodec: a learned image codec. Encode images to .nac files and back.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; higher means more bits and fidelity.")
+FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists.")
+
+
+def _echo(line: str = "") -> None:
+    typer.echo(line)
+
+
+@app.command()
+def encode(
+    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file [default: SRC with .nac]."),
+    quality: int = QUALITY,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
+    force: bool = FORCE,
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+) -> None:
+    """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size."""
+    from . import baselines, codec, io, metrics, zoo
+
+    dst = output or src.with_suffix(".nac")
+    pic = io.load(src)
+    m = zoo.load(zoo.resolve(model))
+    enc = codec.encode(pic, quality, m, reconstruct=not quiet)
+    io.atomic_write(dst, enc.data, force=force)
+    if quiet:
+        return
+    pixels = pic.pixels[:, :, : 1 if pic.mode == "L" else 3]
+    ours = enc.reconstruction.pixels[:, :, : pixels.shape[2]]
+    n = len(enc.data)
+    bpp = 8 * n / (pic.width * pic.height)
+    p = metrics.psnr(pixels, ours)
+    _echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
+          f"PSNR {p:.2f} dB (quality {quality}, model {m.model_id})")
+    jpeg = baselines.at_least(pixels, "jpeg", n)
+    jp = metrics.psnr(pixels, jpeg.pixels)
+    jbpp = 8 * len(jpeg.data) / (pic.width * pic.height)
+    if len(jpeg.data) >= n:
+        verdict = f"neurocodec is {p - jp:+.2f} dB"
+    else:
+        verdict = "JPEG cannot spend that many bytes"
+    _echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
+          f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
+
+
+@app.command()
+def decode(
+    src: Path = typer.Argument(..., help=".nac file to decompress."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image; format from extension [default: SRC with .png]."),
+    force: bool = FORCE,
+) -> None:
+    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by the output extension)."""
+    from . import decode_file
+
+    dst = output or src.with_suffix(".png")
+    if not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
+    image = decode_file(src, dst, force=force)
+    _echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+
+
+@app.command()
+def info(
+    src: Path = typer.Argument(..., help=".nac file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the header as JSON."),
+) -> None:
+    """Show a .nac file's header: model, image size and mode, streams, bpp."""
+    from . import read_info
+
+    if not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
+    fields = read_info(src.read_bytes())
+    if as_json:
+        _echo(json.dumps(fields, indent=2))
+        return
+    for k, v in fields.items():
+        if k == "bpp":
+            v = f"{v:.4f}"
+        _echo(f"{k:>15}: {v}")
+
+
+@app.command()
+def compare(
+    src: Path = typer.Argument(..., help="Image to compress with every codec."),
+    quality: int = QUALITY,
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID."),
+) -> None:
+    """neurocodec vs Pillow's JPEG, WebP and AVIF at matched size: bytes, bpp, PSNR, MS-SSIM."""
+    from . import baselines, codec, io, metrics, zoo
+
+    pic = io.load(src)
+    pixels = pic.pixels[:, :, : 1 if pic.mode == "L" else 3]
+    enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True)
+    px = pic.width * pic.height
+    rows = [("neurocodec", f"q{quality}", len(enc.data), enc.reconstruction.pixels[:, :, : pixels.shape[2]])]
+    for name in baselines.available():
+        c = baselines.at_least(pixels, name, len(enc.data))
+        rows.append((name, f"q{c.quality}", len(c.data), c.pixels))
+    _echo(f"{src}: {pic.width}x{pic.height} {pic.mode}; other codecs at the nearest size not smaller")
+    _echo(f"{'codec':<11} {'setting':>7} {'bytes':>10} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
+    for name, setting, n, out in rows:
+        _echo(f"{name:<11} {setting:>7} {n:>10,} {8 * n / px:>7.3f} {metrics.psnr(pixels, out):>8.2f} "
+              f"{metrics.ms_ssim(pixels, out):>8.4f}")
+
+
+@app.command()
+def models() -> None:
+    """List the installed models."""
+    from . import zoo
+
+    for mid in zoo.available():
+        card = zoo.card(mid)
+        default = " (default)" if mid == zoo.DEFAULT_MODEL else ""
+        _echo(f"{mid}{default}: {card.get('architecture', '')}")
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, help="JSON training config (see src/neurocodec/train/configs)."),
+    data: Optional[Path] = typer.Option(None, help="Folder of training images."),
+    out: Optional[Path] = typer.Option(None, help="Run folder: checkpoint, log, config."),
+    steps: Optional[int] = typer.Option(None, help="Total steps (resumes from the run folder)."),
+    time_budget: Optional[float] = typer.Option(None, help="Stop cleanly after this many seconds."),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda [default: cuda if available]."),
+) -> None:
+    """Train (or resume) the photo model; see docs/training.md."""
+    from .train.__main__ import main as train_main
+
+    argv = []
+    for flag, value in (("--config", config), ("--data", data), ("--out", out), ("--steps", steps),
+                        ("--time-budget", time_budget), ("--device", device)):
+        if value is not None:
+            argv += [flag, str(value)]
+    train_main(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps errors to exit codes 1 (input/usage) and 2 (internal)."""
+    from .errors import NacError
+
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="neurocodec", standalone_mode=False)
+    except (NacError, ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if _click_kind(e) == "ClickException":
+            e.show()
+            return 1
+        print(f"neurocodec: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("neurocodec: interrupted", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - the one place that turns bugs into exit code 2
+        kind = _click_kind(e)
+        if kind == "ClickException":  # usage errors: bad option, missing argument, ...
+            e.show()
+            return 1
+        if kind == "Abort":
+            print("neurocodec: interrupted", file=sys.stderr)
+            return 1
+        print(f"neurocodec: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
+
+
+def _click_kind(e: BaseException) -> str | None:
+    """Typer vendors click privately, so recognise its exceptions by class name."""
+    names = {c.__name__ for c in type(e).__mro__}
+    return "ClickException" if "ClickException" in names else "Abort" if "Abort" in names else None
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,141 @@
+"""Images in and out: whatever the user hands us becomes a uint8 array in L, RGB or RGBA.
+
+Also the one place that writes files, always atomically (temporary file in the target folder,
+then a rename or a no-clobber link), so an error or Ctrl-C never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Picture:
+    """Pixels as (H, W, C) uint8 with C = 1 (L), 3 (RGB) or 4 (RGBA), plus an optional ICC profile."""
+
+    pixels: np.ndarray
+    icc: bytes | None = None
+
+    @property
+    def mode(self) -> str:
+        return {1: "L", 3: "RGB", 4: "RGBA"}[self.pixels.shape[2]]
+
+    @property
+    def height(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def width(self) -> int:
+        return self.pixels.shape[1]
+
+    def to_pil(self) -> Image.Image:
+        arr = self.pixels[:, :, 0] if self.mode == "L" else self.pixels
+        im = Image.fromarray(np.ascontiguousarray(arr), self.mode)
+        if self.icc:
+            im.info["icc_profile"] = self.icc
+        return im
+
+
+def load(image: ImageInput) -> Picture:
+    """Read a path, PIL image or array; EXIF orientation is applied, modes map to L/RGB/RGBA."""
+    if isinstance(image, np.ndarray):
+        return _from_array(image)
+    if isinstance(image, Image.Image):
+        return _from_pil(image)
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such image file: {path}")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                return _from_pil(im)
+        except (Image.UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise ValueError(f"cannot read {path} as an image: {e}") from None
+    raise TypeError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
+
+
+def _from_array(a: np.ndarray) -> Picture:
+    if a.dtype != np.uint8:
+        raise ValueError(f"arrays must be uint8, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ValueError(f"arrays must be HxW, HxWx3 or HxWx4, got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"image is empty: shape {a.shape}")
+    return Picture(np.ascontiguousarray(a))
+
+
+def _from_pil(im: Image.Image) -> Picture:
+    icc = im.info.get("icc_profile") or None
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("1", "L", "I", "I;16", "I;16B", "I;16L", "F"):
+        target = "L"
+    elif im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        target = "RGBA"
+    else:
+        target = "RGB"
+    if im.mode in ("I", "I;16", "I;16B", "I;16L") and target == "L":
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 255.0 / 65535.0 if arr.max(initial=0) > 255 else 1.0
+        arr8 = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
+        return Picture(arr8[:, :, None], icc)
+    arr = np.asarray(im.convert(target), dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return Picture(np.ascontiguousarray(arr), icc if isinstance(icc, bytes) else None)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
+    """Write ``data`` to ``path`` all at once; without ``force`` an existing file is never replaced."""
+    path = Path(path)
+    if not force and path.exists():
+        raise FileExistsError(f"{path} exists (use --force / force=True to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"output folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if someone created the file meanwhile
+            except FileExistsError:
+                raise FileExistsError(f"{path} exists (use --force / force=True to overwrite)") from None
+            except OSError:
+                os.replace(tmp, path)  # filesystems without hard links
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def image_bytes(im: Image.Image, path: str | os.PathLike) -> bytes:
+    """Serialize ``im`` in the format that ``path``'s extension names (PNG, JPEG, WebP, ...)."""
+    ext = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None:
+        raise ValueError(f"cannot tell an image format from the extension '{ext or Path(path).name}'")
+    if fmt in ("JPEG", "BMP", "PPM") and im.mode == "RGBA":
+        raise ValueError(f"{fmt} cannot store an alpha channel; choose .png, .webp or .tiff")
+    buf = io.BytesIO()
+    params = {"icc_profile": im.info["icc_profile"]} if im.info.get("icc_profile") else {}
+    if fmt == "JPEG":
+        params["quality"] = 95
+    im.save(buf, format=fmt, **params)
+    return buf.getvalue()

@@ -1,0 +1,94 @@
+"""Model IDs -> verified weights, ready-to-code models, loaded once per process.
+
+Each shipped model is a pair of package files in ``neurocodec/weights``: ``ID.safetensors``
+(fp16 parameters and coding tables) and ``ID.json`` (its model card: data, steps, lambdas,
+measured figures, and the SHA-256 the weights must have). Loading goes through safetensors only
+(no pickle) and refuses a file whose digest differs from the card's.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+from .entropy import FactorizedCoder, GaussianCoder
+from .errors import NacModelError
+from .nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "photo-hp64"
+
+
+@dataclass(frozen=True)
+class PhotoModel:
+    """A mean-scale hyperprior with its coders; ``digest`` is what ``.nac`` headers record."""
+
+    model_id: str
+    digest: bytes
+    net: MeanScaleHyperprior
+    z_coder: FactorizedCoder
+    y_coder: GaussianCoder
+    card: dict
+
+    @property
+    def levels(self) -> int:
+        return self.net.config.levels
+
+
+def available() -> list[str]:
+    """IDs of the models shipped in this installation."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if (WEIGHTS_DIR / f"{p.stem}.safetensors").exists())
+
+
+def card(model_id: str) -> dict:
+    path = WEIGHTS_DIR / f"{model_id}.json"
+    if not path.exists():
+        known = ", ".join(available()) or "none"
+        raise NacModelError(f"unknown model '{model_id}' (available: {known})")
+    return json.loads(path.read_text())
+
+
+def _ragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
+    ends = np.cumsum(lengths)
+    return [flat[e - n : e].astype(np.float64) for e, n in zip(ends, lengths)]
+
+
+@functools.lru_cache(maxsize=8)
+def load(model_id: str = DEFAULT_MODEL) -> PhotoModel:
+    from safetensors import safe_open
+
+    meta_card = card(model_id)
+    path = WEIGHTS_DIR / f"{model_id}.safetensors"
+    blob = path.read_bytes()
+    sha = hashlib.sha256(blob).hexdigest()
+    if sha != meta_card["sha256"]:
+        raise NacModelError(
+            f"weights file {path.name} has SHA-256 {sha[:16]}…, its model card records "
+            f"{meta_card['sha256'][:16]}…: the file was modified or damaged"
+        )
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    cfg = json.loads(meta["config"])
+    cfg["lambdas"] = tuple(cfg["lambdas"])
+    net = MeanScaleHyperprior(HyperpriorConfig(**cfg))
+    params = {k: v.float() for k, v in tensors.items() if not k.startswith("tables.")}
+    missing, unexpected = net.load_state_dict(params, strict=False)
+    if unexpected or any(not k.startswith("z_density.") for k in missing):
+        raise NacModelError(f"weights file {path.name} does not match its architecture")
+    net.eval().requires_grad_(False)
+    t = {k: v.numpy() for k, v in tensors.items() if k.startswith("tables.")}
+    z_coder = FactorizedCoder(t["tables.z_offsets"], _ragged(t["tables.z_pmfs"], t["tables.z_lengths"]))
+    y_coder = GaussianCoder(t["tables.y_scales"], t["tables.y_radii"], _ragged(t["tables.y_pmfs"], t["tables.y_lengths"]))
+    return PhotoModel(model_id, bytes.fromhex(sha)[:8], net, z_coder, y_coder, meta_card)
+
+
+def resolve(model_id: str | None) -> str:
+    return model_id or DEFAULT_MODEL
+
