@@ -1,0 +1,1 @@
+"""Training: data sampling, the rate-distortion loop, and export of shipped weights."""

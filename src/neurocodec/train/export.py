@@ -1,0 +1,128 @@
+"""Turn a trained float model into a shipped weight file: fp16 parameters plus coding tables.
+
+The file is self-contained: the factorized prior of z is frozen into per-channel PMFs and the
+Gaussian conditional into per-scale PMFs, both stored next to the weights, so that decoding
+depends only on bytes in the file and never on recomputing densities with floating point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+from ..nets.priors import gaussian_tables, scale_table
+
+FORMAT = "neurocodec-weights-1"
+
+
+def load_trained(path: Path, config: HyperpriorConfig) -> tuple[MeanScaleHyperprior, int]:
+    """A model from a ``portable.safetensors`` snapshot or a ``ckpt.pt`` checkpoint, and its step."""
+    model = MeanScaleHyperprior(config)
+    if str(path).endswith(".safetensors"):
+        with safe_open(str(path), framework="pt") as f:
+            model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()})
+            step = int(f.metadata().get("step", 0))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        step = int(state["step"])
+    return model.eval(), step
+
+
+def _ragged(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(r) for r in rows], dtype=np.int32)
+    return np.concatenate(rows).astype(np.float32), lengths
+
+
+def export(model: MeanScaleHyperprior, dest: Path, model_id: str) -> str:
+    """Write ``dest`` (safetensors) and return its SHA-256 hex digest."""
+    offsets, z_rows = model.z_density.to_tables()
+    scales = scale_table()
+    radii, y_pmfs = gaussian_tables(scales)
+    y_rows = [y_pmfs[k, : 2 * radii[k] + 2] for k in range(len(scales))]
+
+    tensors = {
+        k: v.detach().half().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("z_density.")
+    }
+    z_flat, z_len = _ragged(z_rows)
+    y_flat, y_len = _ragged(y_rows)
+    tensors.update({
+        "tables.z_offsets": torch.from_numpy(offsets.astype(np.int32)),
+        "tables.z_pmfs": torch.from_numpy(z_flat),
+        "tables.z_lengths": torch.from_numpy(z_len),
+        "tables.y_scales": torch.from_numpy(scales.astype(np.float32)),
+        "tables.y_radii": torch.from_numpy(radii.astype(np.int32)),
+        "tables.y_pmfs": torch.from_numpy(y_flat),
+        "tables.y_lengths": torch.from_numpy(y_len),
+    })
+    meta = {"format": FORMAT, "model_id": model_id, "architecture": "mean-scale-hyperprior",
+            "config": json.dumps(asdict(model.config))}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(dest)
+    return hashlib.sha256(dest.read_bytes()).hexdigest()
+
+
+
+def write_card(dest_dir: Path, model_id: str, sha256: str, fields: dict) -> Path:
+    """The model card: what the weights are, how they were made, and what they measure."""
+    card = {"model_id": model_id, "file": f"{model_id}.safetensors", "sha256": sha256, **fields}
+    path = dest_dir / f"{model_id}.json"
+    path.write_text(json.dumps(card, indent=2) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m neurocodec.train.export RUN_DIR`` -> package weights + model card."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m neurocodec.train.export", description=main.__doc__)
+    p.add_argument("run", type=Path, help="training run folder (config.json + portable.safetensors or ckpt.pt)")
+    p.add_argument("--model-id", default="photo-hp64")
+    p.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "weights")
+    args = p.parse_args(argv)
+
+    from .trainer import TrainConfig
+
+    cfg = TrainConfig(**json.loads((args.run / "config.json").read_text()))
+    src = args.run / "portable.safetensors"
+    if not src.exists():
+        src = args.run / "ckpt.pt"
+    model, step = load_trained(src, cfg.model_config())
+    dest = args.dest / f"{args.model_id}.safetensors"
+    sha = export(model, dest, args.model_id)
+    holdout = None
+    log = args.run / "log.jsonl"
+    if log.exists():
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            if "holdout" in rec:
+                holdout = rec
+    write_card(args.dest, args.model_id, sha, {
+        "architecture": "mean-scale hyperprior with GDN and gain units (Minnen et al. 2018; Cui et al. 2021)",
+        "config": asdict(model.config),
+        "training": {
+            "data": f"{Path(cfg.data).name}, every {cfg.holdout_every}th file (sorted by name) held out",
+            "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "decay_at": cfg.decay_at,
+            "loss": "bpp + lambda * 255^2 * MSE, one lambda level drawn per sample",
+        },
+        "lambdas": list(model.config.lambdas),
+        "holdout_estimate": holdout,
+        "measured": {},
+    })
+    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB, sha256 {sha[:16]}…)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Rate-distortion training of the photo model, resumable in time-boxed chunks.
+
+Loss per sample: R + lambda * 255^2 * MSE with R in bits per pixel, where every sample in a batch
+draws its own lambda level so one set of weights (with gain units) learns every rate at once.
+A run lives in one folder: ``config.json`` (what is trained), ``ckpt.pt`` (model + optimizer +
+step, never shipped), ``log.jsonl`` (one line per logging interval and per held-out evaluation).
+``--time-budget`` ends a chunk cleanly with a checkpoint, so the same command resumes it; that is
+how training runs on an accelerator lent in calls of a few minutes each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+from ..nets.priors import gaussian_likelihood
+from .data import CropSampler, image_files, load_rgb, split
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    steps: int = 100_000
+    batch: int = 16
+    crop: int = 256
+    lr: float = 1e-4
+    decay_at: float = 0.9  # fraction of steps after which lr drops 10x
+    clip: float = 1.0
+    seed: int = 0
+    holdout_every: int = 16
+    log_every: int = 200
+    model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
+
+    def model_config(self) -> HyperpriorConfig:
+        m = dict(self.model)
+        m["lambdas"] = tuple(m["lambdas"])
+        return HyperpriorConfig(**m)
+
+
+def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor):
+    out = model(x, level)
+    pixels = x.shape[2] * x.shape[3]
+    bits = -(torch.log2(out["y_likelihood"]).sum((1, 2, 3)) + torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
+    bpp = bits / pixels
+    mse = ((out["x_hat"] - x) ** 2).mean((1, 2, 3))
+    loss = (bpp + lambdas[level.long()] * 255**2 * mse).mean()
+    return loss, bpp.detach(), mse.detach()
+
+
+@torch.no_grad()
+def evaluate(model: MeanScaleHyperprior, files: list[Path], device: torch.device, max_images: int = 12):
+    """Estimated bpp (from likelihoods of rounded latents) and PSNR per level on held-out images."""
+    model.eval()
+    levels = model.config.levels
+    results = []
+    for lvl in range(levels):
+        bpps, psnrs = [], []
+        for f in files[:max_images]:
+            x = load_rgb(f).float().div(255).unsqueeze(0).to(device)
+            h, w = (x.shape[2] // 64) * 64, (x.shape[3] // 64) * 64
+            x = x[:, :, :h, :w]
+            level = torch.full((1,), float(lvl), device=device)
+            y, z = model.analysis(x, level)
+            z_lik = model.z_density.likelihood(z)
+            params = model.h_s(z * model.interpolate(model.inv_hyper_gain, level))
+            scales, means = params.chunk(2, 1)
+            y_hat = torch.round(y - means) + means
+            y_lik = gaussian_likelihood(y_hat, scales, means)
+            bits = -(torch.log2(y_lik).sum() + torch.log2(z_lik).sum())
+            x_hat = model.synthesis(y_hat, level).clamp(0, 1)
+            mse = torch.mean((torch.round(x_hat * 255) - torch.round(x * 255)) ** 2).item()
+            bpps.append(bits.item() / (h * w))
+            psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
+        results.append({"level": lvl, "bpp": sum(bpps) / len(bpps), "psnr": sum(psnrs) / len(psnrs)})
+    model.train()
+    return results
+
+
+def save_portable(model: MeanScaleHyperprior, step: int, path: Path) -> None:
+    """Model-only fp16 snapshot (safetensors, no optimizer): small enough to move between machines."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().half().cpu().contiguous() for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"step": str(step)})
+    tmp.replace(path)
+
+
+def train(
+    cfg: TrainConfig,
+    time_budget: float | None = None,
+    device: str | None = None,
+    init: Path | None = None,
+) -> Path:
+    """Train (or resume) the run in ``cfg.out``; returns the checkpoint path.
+
+    Without a checkpoint in the run folder, ``init`` (a ``save_portable`` snapshot) seeds the
+    weights and the step count, with a fresh optimizer.
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "ckpt.pt"
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(cfg.seed)
+
+    model = MeanScaleHyperprior(cfg.model_config()).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step = 0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        step = int(state["step"])
+        torch.manual_seed(cfg.seed + step)
+    elif init is not None and Path(init).exists():
+        from safetensors import safe_open
+
+        with safe_open(str(init), framework="pt") as f:
+            model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()})
+            step = int(f.metadata()["step"])
+        torch.manual_seed(cfg.seed + step)
+
+    train_files, held_files = split(image_files(cfg.data), cfg.holdout_every)
+    sampler = CropSampler(train_files, cfg.crop, dev, seed=cfg.seed + step)
+    lambdas = torch.tensor(model.config.lambdas, device=dev)
+    levels = model.config.levels
+    log = (out / "log.jsonl").open("a")
+
+    def save():
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+        tmp.replace(ckpt_path)
+
+    from tqdm import tqdm
+
+    stop = _StopFlag()
+    start = time.monotonic()
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", mininterval=5, dynamic_ncols=True)
+    sums = torch.zeros(3, device=dev)  # loss, bpp, mse summed since the last log line
+    count = 0
+    model.train()
+    while step < cfg.steps and not stop.raised:
+        if time_budget is not None and time.monotonic() - start > time_budget:
+            break
+        lr = cfg.lr if step < cfg.decay_at * cfg.steps else cfg.lr / 10
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = sampler.sample(cfg.batch)
+        level = torch.randint(levels, (cfg.batch,), device=dev).float()
+        loss, bpp, mse = rd_loss(model, x, level, lambdas)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        opt.step()
+        step += 1
+        count += 1
+        sums += torch.stack([loss.detach(), bpp.mean(), mse.mean()])
+        bar.update(1)
+        if step % cfg.log_every == 0:
+            loss_m, bpp_m, mse_m = (sums / count).tolist()
+            rec = {"step": step, "lr": lr, "loss": loss_m, "bpp": bpp_m, "mse": mse_m,
+                   "elapsed_s": round(time.monotonic() - start, 1)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            bar.set_postfix(loss=f"{loss_m:.3f}", bpp=f"{bpp_m:.3f}")
+            sums.zero_()
+            count = 0
+        if step % 5000 == 0:
+            save()
+    bar.close()
+    stop.restore()
+    save()
+    save_portable(model, step, out / "portable.safetensors")
+    if held_files:
+        log.write(json.dumps({"step": step, "holdout": evaluate(model, held_files, dev)}) + "\n")
+    log.close()
+    return ckpt_path
+
+
+class _StopFlag:
+    """Ctrl-C or SIGTERM ends training after the current step, with a checkpoint, not mid-write."""
+
+    def __init__(self):
+        import signal
+
+        self.raised = False
+        self._signal = signal
+        self._previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+
+    def _handle(self, signum, frame):
+        self.raised = True
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            self._signal.signal(sig, handler)
