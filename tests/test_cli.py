@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+import neurocodec
+from neurocodec.cli import main
+
+from conftest import photo_like
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo_like(48, 80)).save(path)
+    return path
+
+
+def test_encode_reports_size_bpp_psnr_and_jpeg(png, tmp_path, capsys):
+    assert main(["encode", str(png), "-o", str(tmp_path / "p.nac")]) == 0
+    out = capsys.readouterr().out
+    assert "bpp" in out and "PSNR" in out and "JPEG" in out
+    assert neurocodec.read_info((tmp_path / "p.nac").read_bytes())["quality"] == 75
+
+
+def test_encode_quiet_prints_nothing(png, tmp_path, capsys):
+    assert main(["encode", str(png), "-o", str(tmp_path / "p.nac"), "--quiet", "-q", "30"]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_decode_writes_the_format_named_by_the_extension(png, tmp_path):
+    nac = tmp_path / "p.nac"
+    assert main(["encode", str(png), "-o", str(nac), "--quiet"]) == 0
+    for ext, fmt in ((".png", "PNG"), (".jpg", "JPEG"), (".webp", "WEBP"), (".tiff", "TIFF")):
+        dst = tmp_path / f"out{ext}"
+        assert main(["decode", str(nac), "-o", str(dst)]) == 0
+        with Image.open(dst) as im:
+            assert im.format == fmt and im.size == (80, 48)
+
+
+def test_existing_output_is_kept_without_force(png, tmp_path, capsys):
+    nac = tmp_path / "p.nac"
+    nac.write_bytes(b"precious")
+    assert main(["encode", str(png), "-o", str(nac)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert nac.read_bytes() == b"precious"
+    assert main(["encode", str(png), "-o", str(nac), "--force", "--quiet"]) == 0
+    assert nac.read_bytes() != b"precious"
+
+
+def test_bad_input_exits_1_with_one_line_and_leaves_no_output(tmp_path, capsys):
+    bad = tmp_path / "bad.nac"
+    bad.write_bytes(b"\x8bNAC\r\n\x1a\n\x01\x00\xff\xff garbage")
+    assert main(["decode", str(bad), "-o", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("neurocodec: error:") and "\n" not in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.nac"]
+
+
+def test_usage_errors_exit_1(png, capsys):
+    assert main(["encode", str(png), "--quality", "0"]) == 1
+    assert main(["frobnicate"]) == 1
+    assert main(["decode", "does-not-exist.nac"]) == 1
+
+
+def test_unknown_output_extension_is_a_clear_error(png, tmp_path, capsys):
+    nac = tmp_path / "p.nac"
+    main(["encode", str(png), "-o", str(nac), "--quiet"])
+    assert main(["decode", str(nac), "-o", str(tmp_path / "out.xyz")]) == 1
+    assert "extension '.xyz'" in capsys.readouterr().err
+
+
+def test_info_compare_and_models(png, tmp_path, capsys):
+    nac = tmp_path / "p.nac"
+    main(["encode", str(png), "-o", str(nac), "--quiet"])
+    assert main(["info", str(nac)]) == 0
+    assert "photo-hp64" in capsys.readouterr().out
+    assert main(["compare", str(png), "-q", "50"]) == 0
+    table = capsys.readouterr().out
+    for codec in ("neurocodec", "jpeg", "webp", "MS-SSIM"):
+        assert codec in table
+    assert main(["models"]) == 0
+    assert "photo-hp64" in capsys.readouterr().out
+
+
+def test_help_exits_0(capsys):
+    assert main(["--help"]) == 0
+    assert "encode" in capsys.readouterr().out

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import neurocodec
+from neurocodec import zoo
+from neurocodec.train.__main__ import main as train_main
+from neurocodec.train.export import main as export_main
+
+from conftest import photo_like
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(5):
+        Image.fromarray(photo_like(72, 80, seed=i)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images, tmp_path, monkeypatch):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
+                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}}))
+    run = tmp_path / "run"
+    args = ["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu"]
+    train_main(args + ["--steps", "2"])
+    train_main(args + ["--steps", "4"])
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # resumed at 2, not restarted
+    holdout = [r for r in records if "holdout" in r]
+    assert [r["step"] for r in holdout] == [2, 4] and len(holdout[-1]["holdout"]) == 2
+
+    dest = tmp_path / "weights"
+    export_main([str(run), "--model-id", "tiny-test", "--dest", str(dest)])
+    card = json.loads((dest / "tiny-test.json").read_text())
+    assert card["training"]["steps"] == 4 and card["lambdas"] == [0.01, 0.1]
+
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
+    zoo.load.cache_clear()
+    try:
+        img = photo_like(40, 50)
+        out = neurocodec.decode(neurocodec.encode(img, model="tiny-test"))
+        assert np.asarray(out).shape == img.shape
+    finally:
+        zoo.load.cache_clear()
+
+
+def test_tampered_weights_are_refused(images, tmp_path, monkeypatch):
+    import shutil
+
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    for f in zoo.WEIGHTS_DIR.glob(f"{zoo.DEFAULT_MODEL}.*"):
+        shutil.copy(f, dest / f.name)
+    blob = bytearray((dest / f"{zoo.DEFAULT_MODEL}.safetensors").read_bytes())
+    blob[-1] ^= 1
+    (dest / f"{zoo.DEFAULT_MODEL}.safetensors").write_bytes(bytes(blob))
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
+    zoo.load.cache_clear()
+    try:
+        with pytest.raises(neurocodec.NacModelError, match="modified or damaged"):
+            neurocodec.encode(photo_like(8, 8))
+    finally:
+        zoo.load.cache_clear()
