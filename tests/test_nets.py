@@ -96,3 +96,13 @@ def test_training_forward_gives_likelihoods_in_0_1_and_a_reconstruction():
     assert out["x_hat"].shape == (2, 3, 64, 64)
     for k in ("y_likelihood", "z_likelihood"):
         assert (out[k] > 0).all() and (out[k] <= 1).all()
+
+
+def test_an_untrained_model_already_spends_more_bits_at_higher_lambda():
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(HyperpriorConfig(n=16, m=24, lambdas=(0.002, 0.02, 0.2))).eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        bits = [-model(x, torch.tensor([float(level)]))["y_likelihood"].log2().sum().item() for level in range(3)]
+    assert bits[0] < bits[1] < bits[2]
+    assert torch.allclose(model.gain * model.inv_gain, torch.ones_like(model.gain))

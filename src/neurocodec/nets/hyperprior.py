@@ -39,6 +39,12 @@ class HyperpriorConfig:
         return len(self.lambdas)
 
 
+def initial_gains(lambdas: tuple[float, ...]) -> Tensor:
+    """Per-level gain sqrt(lambda_i / geometric mean of the lambdas), shape (levels,)."""
+    lam = torch.tensor(lambdas, dtype=torch.float64)
+    return (lam / lam.log().mean().exp()).sqrt().float()
+
+
 def _fixed(x: Tensor, frac_bits: int) -> Tensor:
     scale = float(2**frac_bits)
     return torch.round(x * scale) / scale
@@ -68,8 +74,11 @@ class MeanScaleHyperprior(nn.Module):
         )
         self.z_density = FactorizedDensity(n)
         # Gains: y is multiplied by gain before rounding, the decoder multiplies by inv_gain.
-        self.gain = nn.Parameter(torch.ones(levels, m))
-        self.inv_gain = nn.Parameter(torch.ones(levels, m))
+        # They start at sqrt(lambda / geometric-mean lambda): at high rate the MSE-optimal
+        # quantizer step shrinks like lambda^-1/2, so every level begins near its own rate
+        # instead of all levels starting at one rate and drifting apart over many thousand steps.
+        self.gain = nn.Parameter(initial_gains(config.lambdas).repeat(m, 1).T.contiguous())
+        self.inv_gain = nn.Parameter(1.0 / self.gain.detach().clone())
         self.hyper_gain = nn.Parameter(torch.ones(levels, n))
         self.inv_hyper_gain = nn.Parameter(torch.ones(levels, n))
 
