@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run", type=Path, help="training run folder (config.json + portable.safetensors or ckpt.pt)")
     p.add_argument("--model-id", default="photo-hp64")
     p.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "weights")
+    p.add_argument("--note", action="append", default=[],
+                   help="a line of training history for the model card (repeatable), e.g. how the run was seeded")
     args = p.parse_args(argv)
 
     from .trainer import TrainConfig
@@ -116,6 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             "data": f"{Path(cfg.data).name}, every {cfg.holdout_every}th file (sorted by name) held out",
             "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "decay_at": cfg.decay_at,
             "loss": "bpp + lambda * 255^2 * MSE, one lambda level drawn per sample",
+            "history": args.note,
         },
         "lambdas": list(model.config.lambdas),
         "holdout_estimate": holdout,
