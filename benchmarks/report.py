@@ -15,6 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- rd-table:start -->", "<!-- rd-table:end -->"
 
 
+def summary(result: dict, source: str) -> str:
+    """One line per further results file: BD-rates vs JPEG of every codec measured there."""
+    bds = ", ".join(f"{name} {entry['bd_rate_vs_jpeg_percent']:+.1f} %" for name, entry in result["codecs"].items()
+                    if name != "jpeg" and entry.get("bd_rate_vs_jpeg_percent") is not None)
+    return f"- {result['images']} images of {result['dataset']}: BD-rate vs JPEG {bds} (`{source}`)."
+
+
 def table(result: dict, source: str) -> str:
     lines = [
         f"Measured by `{result['command']}` at revision `{result['git_revision'][:12]}` "
@@ -70,14 +77,21 @@ def update_card(result: dict, source: str) -> None:
 
 def main(argv: list[str]) -> None:
     paths = [Path(a) for a in argv] or [ROOT / "benchmarks" / "results" / "kodak.json"]
+    extras = []
     for extra in paths[1:]:
-        update_card(json.loads(extra.read_text()), str(extra.resolve().relative_to(ROOT)))
+        source = str(extra.resolve().relative_to(ROOT))
+        other = json.loads(extra.read_text())
+        update_card(other, source)
+        extras.append(summary(other, source))
     path = paths[0]
     result = json.loads(path.read_text())
     update_card(result, str(path.resolve().relative_to(ROOT)))
     readme = ROOT / "README.md"
     text = readme.read_text()
-    block = f"{START}\n{table(result, path.resolve().relative_to(ROOT))}\n{END}"
+    body = table(result, path.resolve().relative_to(ROOT))
+    if extras:
+        body += "\n\nOther photos, never trained on:\n\n" + "\n".join(extras)
+    block = f"{START}\n{body}\n{END}"
     new, n = re.subn(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     if n != 1:
         raise SystemExit(f"README.md must contain exactly one {START} ... {END} block")
