@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         files = split(image_files(args.dir), args.held_out)[1]
     files = files[: args.limit] if args.limit else files
     images = [(f.name, io.load(f)) for f in files]
-    name = args.name or (args.dir.name + ("-heldout" if args.held_out else ""))
+    name = args.name or ("heldout" if args.held_out else args.dir.name)
     model_id = zoo.resolve(args.model)
     print(f"{len(images)} images from {args.dir}; model {model_id}", flush=True)
 
