@@ -73,8 +73,8 @@ def run_neurocodec(images, qualities, model_id, repeats):
         bpps, psnrs, mismatches = [], [], 0
         for name, pic in images:
             enc = codec.encode(pic, q, model, reconstruct=True)
-            ref = pic.pixels[:, :, :3]
-            p_enc = metrics.psnr(ref, enc.reconstruction.pixels[:, :, :3])
+            ref = pic.color
+            p_enc = metrics.psnr(ref, enc.reconstruction.color)
             decoded = np.asarray(neurocodec.decode(enc.data).convert("RGB"))
             p_dec = metrics.psnr(ref, decoded)
             mismatches += int(p_dec != p_enc)
@@ -101,11 +101,11 @@ def run_pillow(images, name, qualities, repeats):
     for q in qualities:
         bpps, psnrs = [], []
         for _, pic in images:
-            c = baselines.compress(pic.pixels[:, :, :3], name, q)
+            c = baselines.compress(pic.color, name, q)
             bpps.append(8 * len(c.data) / (pic.width * pic.height))
-            psnrs.append(metrics.psnr(pic.pixels[:, :, :3], c.pixels))
+            psnrs.append(metrics.psnr(pic.color, c.pixels))
         points.append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
-    pic = images[0][1].pixels[:, :, :3]
+    pic = images[0][1].color
     blob = baselines.compress(pic, name, 50).data
 
     def dec():

@@ -24,10 +24,6 @@ QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; high
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists.")
 
 
-def _echo(line: str = "") -> None:
-    typer.echo(line)
-
-
 @app.command()
 def encode(
     src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...)."),
@@ -47,12 +43,12 @@ def encode(
     io.atomic_write(dst, enc.data, force=force)
     if quiet:
         return
-    pixels = pic.pixels[:, :, : 1 if pic.mode == "L" else 3]
-    ours = enc.reconstruction.pixels[:, :, : pixels.shape[2]]
+    pixels = pic.color
+    ours = enc.reconstruction.color
     n = len(enc.data)
     bpp = 8 * n / (pic.width * pic.height)
     p = metrics.psnr(pixels, ours)
-    _echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
+    typer.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
           f"PSNR {p:.2f} dB (quality {quality}, model {m.model_id})")
     jpeg = baselines.at_least(pixels, "jpeg", n)
     jp = metrics.psnr(pixels, jpeg.pixels)
@@ -61,7 +57,7 @@ def encode(
         verdict = f"neurocodec is {p - jp:+.2f} dB"
     else:
         verdict = "JPEG cannot spend that many bytes"
-    _echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
+    typer.echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
           f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
 
 
@@ -78,7 +74,7 @@ def decode(
     if not src.is_file():
         raise FileNotFoundError(f"no such file: {src}")
     image = decode_file(src, dst, force=force)
-    _echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+    typer.echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
 
 
 @app.command()
@@ -93,12 +89,12 @@ def info(
         raise FileNotFoundError(f"no such file: {src}")
     fields = read_info(src.read_bytes())
     if as_json:
-        _echo(json.dumps(fields, indent=2))
+        typer.echo(json.dumps(fields, indent=2))
         return
     for k, v in fields.items():
         if k == "bpp":
             v = f"{v:.4f}"
-        _echo(f"{k:>15}: {v}")
+        typer.echo(f"{k:>15}: {v}")
 
 
 @app.command()
@@ -111,17 +107,17 @@ def compare(
     from . import baselines, codec, io, metrics, zoo
 
     pic = io.load(src)
-    pixels = pic.pixels[:, :, : 1 if pic.mode == "L" else 3]
+    pixels = pic.color
     enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True)
     px = pic.width * pic.height
-    rows = [("neurocodec", f"q{quality}", len(enc.data), enc.reconstruction.pixels[:, :, : pixels.shape[2]])]
+    rows = [("neurocodec", f"q{quality}", len(enc.data), enc.reconstruction.color)]
     for name in baselines.available():
         c = baselines.at_least(pixels, name, len(enc.data))
         rows.append((name, f"q{c.quality}", len(c.data), c.pixels))
-    _echo(f"{src}: {pic.width}x{pic.height} {pic.mode}; other codecs at the nearest size not smaller")
-    _echo(f"{'codec':<11} {'setting':>7} {'bytes':>10} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
+    typer.echo(f"{src}: {pic.width}x{pic.height} {pic.mode}; other codecs at the nearest size not smaller")
+    typer.echo(f"{'codec':<11} {'setting':>7} {'bytes':>10} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
     for name, setting, n, out in rows:
-        _echo(f"{name:<11} {setting:>7} {n:>10,} {8 * n / px:>7.3f} {metrics.psnr(pixels, out):>8.2f} "
+        typer.echo(f"{name:<11} {setting:>7} {n:>10,} {8 * n / px:>7.3f} {metrics.psnr(pixels, out):>8.2f} "
               f"{metrics.ms_ssim(pixels, out):>8.4f}")
 
 
@@ -133,7 +129,7 @@ def models() -> None:
     for mid in zoo.available():
         card = zoo.card(mid)
         default = " (default)" if mid == zoo.DEFAULT_MODEL else ""
-        _echo(f"{mid}{default}: {card.get('architecture', '')}")
+        typer.echo(f"{mid}{default}: {card.get('architecture', '')}")
 
 
 @app.command()

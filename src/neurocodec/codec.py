@@ -8,6 +8,7 @@ image size, before it allocates any tensor.
 
 from __future__ import annotations
 
+import contextlib
 import zlib
 from dataclasses import dataclass
 
@@ -24,19 +25,16 @@ RATE_SCALE = 256
 """The header's rate field counts model levels in steps of 1/256 (dyadic, so gains interpolate exactly)."""
 
 
+@contextlib.contextmanager
 def _reproducible():
     """Run float transforms on torch's native kernels, whose results do not depend on the thread
     count (oneDNN's do, by a float ulp, which would change pixels and, rarely, bytes)."""
-    return _MkldnnOff()
-
-
-class _MkldnnOff:
-    def __enter__(self):
-        self.previous = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
-
-    def __exit__(self, *exc):
-        torch.backends.mkldnn.enabled = self.previous
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
 
 
 def quality_to_rate(quality: int, levels: int) -> int:
@@ -76,7 +74,7 @@ def encode(pic: Picture, quality: int = 75, model: PhotoModel | None = None, rec
     net = model.net
     rate = quality_to_rate(quality, model.levels)
     level = torch.tensor([rate / RATE_SCALE])
-    rgb = pic.pixels[:, :, :3] if pic.mode != "L" else np.repeat(pic.pixels, 3, axis=2)
+    rgb = np.repeat(pic.color, 3, axis=2) if pic.mode == "L" else pic.color
     x = _to_tensor(rgb, net.STRIDE)
 
     with _reproducible():
@@ -101,14 +99,14 @@ def encode(pic: Picture, quality: int = 75, model: PhotoModel | None = None, rec
     if reconstruct:
         with _reproducible():
             x_hat = net.synthesis((residual + means).float(), level)
-        recon = _assemble(pic.mode, _to_pixels(x_hat, pic.height, pic.width, pic.mode), pic, pic.icc)
+        alpha = pic.pixels[:, :, 3:] if pic.mode == "RGBA" else None
+        recon = _assemble(_to_pixels(x_hat, pic.height, pic.width, pic.mode), pic.icc, alpha)
     return Encoded(container.pack(nac), recon)
 
 
-def _assemble(mode: str, pixels: np.ndarray, source: Picture | None, icc: bytes | None, alpha=None) -> Picture:
-    if mode == "RGBA":
-        a = source.pixels[:, :, 3:] if source is not None else alpha
-        pixels = np.concatenate([pixels, a], axis=2)
+def _assemble(pixels: np.ndarray, icc: bytes | None, alpha: np.ndarray | None) -> Picture:
+    if alpha is not None:
+        pixels = np.concatenate([pixels, alpha], axis=2)
     return Picture(pixels, icc)
 
 
@@ -152,7 +150,7 @@ def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
         x_hat = net.synthesis(y_hat.float(), level)
     pixels = _to_pixels(x_hat, nac.height, nac.width, nac.mode)
     icc = nac.stream(Stream.ICC) if nac.has_stream(Stream.ICC) else None
-    return _assemble(nac.mode, pixels, None, icc, alpha)
+    return _assemble(pixels, icc, alpha)
 
 
 def _inflate_alpha(data: bytes, width: int, height: int) -> np.ndarray:

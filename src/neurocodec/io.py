@@ -31,6 +31,11 @@ class Picture:
         return {1: "L", 3: "RGB", 4: "RGBA"}[self.pixels.shape[2]]
 
     @property
+    def color(self) -> np.ndarray:
+        """The pixels without alpha: (H, W, 1) for L, (H, W, 3) otherwise."""
+        return self.pixels[:, :, : 1 if self.mode == "L" else 3]
+
+    @property
     def height(self) -> int:
         return self.pixels.shape[0]
 
