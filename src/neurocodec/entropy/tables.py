@@ -17,12 +17,15 @@ class GroupedTables:
         self.sizes = np.array([len(p) for p in pmfs], dtype=np.int64)
         self.models = [constriction.stream.model.Categorical(np.asarray(p, dtype=np.float64), perfect=False) for p in pmfs]
 
+    def _partition(self, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions sorted by group (stable), and where each group's run starts and ends."""
+        order = np.argsort(groups, kind="stable")
+        return order, np.searchsorted(groups[order], np.arange(len(self.models) + 1))
+
     def encode(self, symbols: np.ndarray, groups: np.ndarray) -> bytes:
         """``symbols[i]`` in [0, sizes[groups[i]]); both flat int arrays of equal length."""
         symbols = symbols.astype(np.int32, copy=False)
-        order = np.argsort(groups, kind="stable")
-        sorted_groups = groups[order]
-        bounds = np.searchsorted(sorted_groups, np.arange(len(self.models) + 1))
+        order, bounds = self._partition(groups)
         coder = constriction.stream.stack.AnsCoder()
         for g in range(len(self.models) - 1, -1, -1):  # ANS is a stack: encode in reverse
             lo, hi = bounds[g], bounds[g + 1]
@@ -37,8 +40,7 @@ class GroupedTables:
             coder = constriction.stream.stack.AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         except ValueError as e:
             raise NacFormatError(f"{what} stream is invalid: {e}") from None
-        order = np.argsort(groups, kind="stable")
-        bounds = np.searchsorted(groups[order], np.arange(len(self.models) + 1))
+        order, bounds = self._partition(groups)
         out = np.empty(len(groups), dtype=np.int64)
         for g in range(len(self.models)):
             lo, hi = bounds[g], bounds[g + 1]
