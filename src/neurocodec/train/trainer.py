@@ -59,13 +59,16 @@ def evaluate(model: MeanScaleHyperprior, files: list[Path], device: torch.device
     """Estimated bpp (from likelihoods of rounded latents) and PSNR per level on held-out images."""
     model.eval()
     levels = model.config.levels
+    images = []
+    for f in files[:max_images]:  # decoded once, used at every level
+        x = load_rgb(f).float().div(255).unsqueeze(0).to(device)
+        h, w = (x.shape[2] // 64) * 64, (x.shape[3] // 64) * 64
+        images.append(x[:, :, :h, :w])
     results = []
     for lvl in range(levels):
         bpps, psnrs = [], []
-        for f in files[:max_images]:
-            x = load_rgb(f).float().div(255).unsqueeze(0).to(device)
-            h, w = (x.shape[2] // 64) * 64, (x.shape[3] // 64) * 64
-            x = x[:, :, :h, :w]
+        for x in images:
+            h, w = x.shape[2:]
             level = torch.full((1,), float(lvl), device=device)
             y, z = model.analysis(x, level)
             z_lik = model.z_density.likelihood(z)
