@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 app = typer.Typer(
@@ -75,6 +76,29 @@ def decode(
         raise FileNotFoundError(f"no such file: {src}")
     image = decode_file(src, dst, force=force)
     typer.echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+
+
+@app.command()
+def enhance(
+    src: Path = typer.Argument(..., help="A JPEG (or any image) with compression artifacts."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image [default: SRC with .enhanced.png]."),
+    model: str = typer.Option("paper-dncnn", "--model", "-m", help="Artifact-removal model."),
+    force: bool = FORCE,
+) -> None:
+    """Remove JPEG block and ringing artifacts with the DnCNN post-filter."""
+    from . import io, papers, zoo
+
+    dst = output or src.with_name(src.stem + ".enhanced.png")
+    pic = io.load(src)
+    m = zoo.load(model)
+    if getattr(m, "family", None) != "jpeg+dncnn":
+        raise ValueError(f"model '{model}' is not an artifact remover (try paper-dncnn)")
+    pixels = papers.enhance(pic.color, m)
+    if pic.mode == "RGBA":
+        pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
+    image = io.Picture(pixels, pic.icc).to_pil()
+    io.atomic_write(dst, io.image_bytes(image, dst), force=force)
+    typer.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, artifacts removed with {model}")
 
 
 @app.command()
