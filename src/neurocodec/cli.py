@@ -33,6 +33,8 @@ def encode(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+    bpp: Optional[float] = typer.Option(None, "--bpp", help="Aim for this many bits per pixel instead of a quality."),
+    psnr: Optional[float] = typer.Option(None, "--psnr", help="Aim for this PSNR (dB) instead of a quality."),
 ) -> None:
     """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size."""
     from . import baselines, codec, io, metrics, zoo
@@ -40,7 +42,20 @@ def encode(
     dst = output or src.with_suffix(".nac")
     pic = io.load(src)
     m = zoo.load(zoo.resolve(model))
-    enc = codec.encode(pic, quality, m, reconstruct=not quiet)
+    if bpp is not None or psnr is not None:
+        import warnings
+
+        from .targets import encode_to_target
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hit = encode_to_target(pic, m, bpp, psnr)
+        enc = hit.encoded
+        quality = codec.container.unpack(enc.data).quality
+        if not hit.met:
+            typer.echo(f"neurocodec: target not met: {hit.note}", err=True)
+    else:
+        enc = codec.encode(pic, quality, m, reconstruct=not quiet)
     io.atomic_write(dst, enc.data, force=force)
     if quiet:
         return
