@@ -132,7 +132,9 @@ class DnCNN(nn.Module):
     """DnCNN (Zhang et al. 2017): Conv+ReLU, (depth-2) x Conv+BN+ReLU, Conv; 3x3, 64 filters.
 
     Residual learning: the network predicts the artifact (input minus clean image) and the
-    output is the input minus that prediction. ``depth`` is recorded in the model card.
+    output is the input minus that prediction. ``depth`` is recorded in the model card. The last
+    conv starts at zero, so training starts from the identity (a random first guess of the artifact
+    was worse than the JPEG itself for the whole first 500 steps) and can only learn to improve it.
     """
 
     def __init__(self, depth: int = 17, channels: int = 3, filters: int = 64) -> None:
@@ -140,7 +142,10 @@ class DnCNN(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, filters, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(filters, filters, 3, padding=1, bias=False), nn.BatchNorm2d(filters), nn.ReLU()]
-        layers.append(nn.Conv2d(filters, channels, 3, padding=1))
+        last = nn.Conv2d(filters, channels, 3, padding=1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        layers.append(last)
         self.body = nn.Sequential(*layers)
 
     def artifact(self, x: Tensor) -> Tensor:

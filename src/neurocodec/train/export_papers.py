@@ -76,6 +76,8 @@ def export(recipe: Recipe, run: Path, data: Path | None) -> Path:
         "epochs_trained": epochs,
         "log": _epochs_log(run),
     }
+    if training["log"] and "train_images" in training["log"][-1]:
+        training["train_images"] = training["log"][-1]["train_images"]
     if recipe.arch == "dncnn":
         config = {"family": "jpeg+dncnn", "net_arch": "dncnn", "depth": DNCNN_DEPTH}
         tensors = _half(net, "net")

@@ -151,8 +151,11 @@ def reconstruct_with(model_dir: Path, recipe: Recipe, x: torch.Tensor) -> torch.
     return torch.cat([base(x[i : i + 1000]).clamp(0, 1) for i in range(0, len(x), 1000)])
 
 
-def train(recipe: Recipe, data: Path, out: Path, epochs: int | None, seed: int = 0) -> Path:
-    """Train (or resume) ``recipe`` in run folder ``out``; one checkpoint per epoch."""
+def train(recipe: Recipe, data: Path, out: Path, epochs: int | None, seed: int = 0, limit: int | None = None) -> Path:
+    """Train (or resume) ``recipe`` in run folder ``out``; one checkpoint per epoch.
+
+    ``limit`` trains on the first ``limit`` training images only (the log records how many).
+    """
     torch.manual_seed(seed)
     out.mkdir(parents=True, exist_ok=True)
     model = build(recipe)
@@ -175,6 +178,7 @@ def train(recipe: Recipe, data: Path, out: Path, epochs: int | None, seed: int =
         steps = DNCNN_STEPS_PER_EPOCH
     else:
         train_u8, val_u8 = digit_split(recipe.dataset, data)
+        train_u8 = train_u8[:limit] if limit else train_u8
         x_train, x_val = _as_tensor(train_u8), _as_tensor(val_u8)
         if recipe.base:
             base_dir = out.parent / recipe.base
@@ -208,6 +212,7 @@ def train(recipe: Recipe, data: Path, out: Path, epochs: int | None, seed: int =
             with torch.no_grad():
                 val = torch.cat([model(val_inputs[i : i + 1000]) for i in range(0, len(val_inputs), 1000)])
             entry["val_mse"] = float(((val - x_val) ** 2).mean())
+            entry["train_images"] = len(x_train)
         log.write(json.dumps(entry) + "\n")
         log.flush()
         tqdm.write(json.dumps(entry))
@@ -223,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=Path, default=Path("runs"), help="folder of run folders [runs]")
     p.add_argument("--epochs", type=int, help="total epochs [the recipe's]")
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--limit", type=int, help="train on the first N training images only")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -231,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.action == "train":
         if args.data is None:
             p.error("train needs --data")
-        train(recipe, args.data, run, args.epochs)
+        train(recipe, args.data, run, args.epochs, limit=args.limit)
     else:
         from .export_papers import export
 
