@@ -81,11 +81,13 @@ def _entropy_parameters(
     n, zr, zc = z_int.shape
     rows, cols = 4 * zr, 4 * zc
     size = _tile_size(tile, rows, cols)
+    if size is not None:
+        size = tiling.HYPER_TILE if tile == "auto" else max(1, size // 4)
     z = torch.from_numpy(z_int)[None]
     m = model.net.config.m
     scales = torch.empty(1, m, rows, cols, dtype=torch.float64)
     means = torch.empty(1, m, rows, cols, dtype=torch.float64)
-    for sr, sc in tiling.grid(zr, zc, None if size is None else max(1, size // 4)):
+    for sr, sc in tiling.grid(zr, zc, size):
         s, mu = model.net.entropy_parameters(z[:, :, sr.start : sr.stop, sc.start : sc.stop], level)
         inner = (slice(None), slice(None), _scaled(sr.inner, 4), _scaled(sc.inner, 4))
         scales[:, :, _scaled(sr.keep, 4), _scaled(sc.keep, 4)] = s[inner]

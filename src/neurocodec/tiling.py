@@ -27,6 +27,10 @@ from typing import Iterator
 TILE = 64
 """Interior of a tile in grid cells: 64 latents = 1024 pixels, about 4 MB of float32 per channel."""
 
+HYPER_TILE = 32
+"""Interior of a tile of the exact float64 hyper-synthesis, in hyper-latents (128 latents): its
+im2col buffers take about 200 MB at this size, and smaller tiles would spend more on the halo."""
+
 HALO = 2
 """Grid cells of context on each side of a tile (see the module docstring for why 2 suffice)."""
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .hyperprior import MeanScaleHyperprior
+from .layers import GDN
 
 # Kernel index of a 5-tap, stride-2 transposed convolution that feeds output phase r from input
 # offsets -1, 0, +1 (None: that offset does not reach the phase).
@@ -60,17 +61,40 @@ class _Upsample(nn.Module):
         return F.pixel_shuffle(self.conv(x), 2)
 
 
+class _FrozenGDN(nn.Module):
+    """GDN with its parameters evaluated once and the elementwise steps done in place."""
+
+    def __init__(self, gdn: GDN):
+        super().__init__()
+        beta, gamma = (t.detach() for t in gdn.effective_params())
+        c = beta.shape[0]
+        self.inverse = gdn.inverse
+        self.norm = nn.Conv2d(c, c, 1)
+        self.norm.weight.data = gamma.reshape(c, c, 1, 1).clone()
+        self.norm.bias.data = beta.clone()
+
+    def forward(self, x: Tensor) -> Tensor:
+        norm = self.norm(x.square())
+        return (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(x)
+
+
+def _frozen(module: nn.Module) -> nn.Module:
+    if isinstance(module, nn.ConvTranspose2d):
+        return _Upsample(module)
+    if isinstance(module, GDN):
+        return _FrozenGDN(module)
+    return copy.deepcopy(module)
+
+
 class InferenceTransforms:
     """g_a, h_a and g_s of one network on one device, in channels-last, without autograd."""
 
     def __init__(self, net: MeanScaleHyperprior, device: torch.device):
         self.device = device
         self.net = net
-        self.g_a = copy.deepcopy(net.g_a)
-        self.h_a = copy.deepcopy(net.h_a)
-        self.g_s = nn.Sequential(*(
-            _Upsample(mod) if isinstance(mod, nn.ConvTranspose2d) else copy.deepcopy(mod) for mod in net.g_s
-        ))
+        self.g_a = nn.Sequential(*map(_frozen, net.g_a))
+        self.h_a = nn.Sequential(*map(_frozen, net.h_a))
+        self.g_s = nn.Sequential(*map(_frozen, net.g_s))
         for module in (self.g_a, self.h_a, self.g_s):
             module.to(device=device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
