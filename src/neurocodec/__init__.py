@@ -34,11 +34,14 @@ def encode(image: ImageInput, quality: int = 75, model: str | None = None) -> by
     return codec.encode(io.load(image), quality, zoo.load(zoo.resolve(model))).data
 
 
-def decode(data: bytes | bytearray | memoryview) -> Image.Image:
-    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA)."""
+def decode(data: bytes | bytearray | memoryview, device: str | None = None) -> Image.Image:
+    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA).
+
+    ``device`` ("cpu" or "cuda") runs the synthesis; the default is CUDA when torch sees a GPU.
+    """
     from . import codec
 
-    return codec.decode(bytes(data)).to_pil()
+    return codec.decode(bytes(data), device=device).to_pil()
 
 
 def encode_file(
@@ -52,11 +55,13 @@ def encode_file(
     return read_info(data)
 
 
-def decode_file(src: str | os.PathLike, dst: str | os.PathLike, force: bool = False) -> Image.Image:
+def decode_file(
+    src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, device: str | None = None
+) -> Image.Image:
     """Decode ``src`` and write the image format named by ``dst``'s extension, atomically."""
     from .io import atomic_write, image_bytes
 
-    image = decode(Path(src).read_bytes())
+    image = decode(Path(src).read_bytes(), device)
     atomic_write(dst, image_bytes(image, dst), force=force)
     return image
 
