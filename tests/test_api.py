@@ -98,6 +98,16 @@ def test_bytes_and_pixels_do_not_depend_on_the_thread_count():
         np.testing.assert_array_equal(pixels, results[0][1])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_and_cpu_read_each_others_files():
+    img = photo_like(128, 192, seed=6)
+    for writer, reader in (("cuda", "cpu"), ("cpu", "cuda")):
+        data = neurocodec.encode(img, quality=70, device=writer)
+        there = np.asarray(neurocodec.decode(data, device=reader)).astype(int)
+        here = np.asarray(neurocodec.decode(data, device=writer)).astype(int)
+        assert np.abs(there - here).max() <= 1
+
+
 @pytest.mark.parametrize("quality", [0, 101, 2.5, "75"])
 def test_quality_outside_1_to_100_is_rejected(rgb, quality):
     with pytest.raises(ValueError, match="quality"):

@@ -24,14 +24,15 @@ __all__ = [
 ]
 
 
-def encode(image: ImageInput, quality: int = 75, model: str | None = None) -> bytes:
+def encode(image: ImageInput, quality: int = 75, model: str | None = None, device: str | None = None) -> bytes:
     """Compress ``image`` (path, PIL image, or HxW / HxWx3 / HxWx4 uint8 array) to ``.nac`` bytes.
 
     ``quality`` runs from 1 to 100 like Pillow's JPEG: higher means more bits and more fidelity.
+    ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
     """
     from . import codec, io, zoo
 
-    return codec.encode(io.load(image), quality, zoo.load(zoo.resolve(model))).data
+    return codec.encode(io.load(image), quality, zoo.load(zoo.resolve(model)), device=device).data
 
 
 def decode(data: bytes | bytearray | memoryview, device: str | None = None) -> Image.Image:
