@@ -24,6 +24,7 @@ QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; high
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists (folders: redo every file).")
 THREADS = typer.Option(None, "--threads", "-t", min=1, help="Torch threads (default: torch's choice, usually all cores).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available); any device reads any file.")
+ENGINE = typer.Option("local", "--engine", help="Folders: local (process pool) or ray (needs neurocodec[ray]).")
 WORKERS = typer.Option(None, "--workers", "-j", min=1, help="Folders: parallel worker processes (default: min(cores, 4)).")
 
 
@@ -45,15 +46,25 @@ def _check_device(device: str | None) -> str | None:
     return device
 
 
-def _folder(kind: str, src: Path, output: Optional[Path], workers: Optional[int], **options) -> int:
+def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: Optional[int],
+            **options) -> int:
     """Encode or decode a whole folder; exit status 1 if any file failed (the others are written)."""
     from . import batch
 
     if output is None:
         raise ValueError(f"{kind} of a folder needs -o OUTDIR")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
     output.mkdir(parents=True, exist_ok=True)
     jobs = batch.plan(kind, src, output)
-    summary = batch.run(kind, jobs, workers=workers, **options)
+    if engine == "ray":
+        try:
+            from . import ray as ray_engine
+        except ImportError:
+            raise ValueError("--engine ray needs Ray: pip install 'neurocodec[ray]'") from None
+        summary = ray_engine.run(kind, jobs, workers=workers, **options)
+    else:
+        summary = batch.run(kind, jobs, workers=workers, **options)
     for line in summary.lines(kind):
         typer.echo(line, err=line.startswith("failed"))
     return 1 if summary.failed else 0
@@ -70,6 +81,7 @@ def encode(
     threads: Optional[int] = THREADS,
     device: Optional[str] = DEVICE,
     workers: Optional[int] = WORKERS,
+    engine: str = ENGINE,
 ) -> int:
     """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size.
 
@@ -81,7 +93,7 @@ def encode(
     _set_threads(threads)
     device = _check_device(device)
     if src.is_dir():
-        return _folder("encode", src, output, workers, quality=quality, model=model,
+        return _folder("encode", src, output, engine, workers, quality=quality, model=model,
                        force=force, device=device)
     dst = output or src.with_suffix(".nac")
     pic = io.load(src)
@@ -117,6 +129,7 @@ def decode(
     threads: Optional[int] = THREADS,
     device: Optional[str] = DEVICE,
     workers: Optional[int] = WORKERS,
+    engine: str = ENGINE,
 ) -> int:
     """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by the output extension).
 
@@ -128,7 +141,7 @@ def decode(
     _set_threads(threads)
     device = _check_device(device)
     if src.is_dir():
-        return _folder("decode", src, output, workers, force=force, device=device)
+        return _folder("decode", src, output, engine, workers, force=force, device=device)
     dst = output or src.with_suffix(".png")
     if not src.is_file():
         raise FileNotFoundError(f"no such file: {src}")
