@@ -19,7 +19,7 @@ from . import container, tiling
 from .container import Limits, NacFile, Stream
 from .errors import NacFormatError, NacModelError
 from .io import Picture
-from .nets.inference import InferenceTransforms, default_device, transforms
+from .nets.inference import InferenceTransforms, default_device, fixed_point_h_s, transforms
 from .zoo import PhotoModel, load
 
 RATE_SCALE = 256
@@ -84,11 +84,12 @@ def _entropy_parameters(
     if size is not None:
         size = tiling.HYPER_TILE if tile == "auto" else max(1, size // 4)
     z = torch.from_numpy(z_int)[None]
+    layers = list(fixed_point_h_s(model.net))
     m = model.net.config.m
     scales = torch.empty(1, m, rows, cols, dtype=torch.float64)
     means = torch.empty(1, m, rows, cols, dtype=torch.float64)
     for sr, sc in tiling.grid(zr, zc, size):
-        s, mu = model.net.entropy_parameters(z[:, :, sr.start : sr.stop, sc.start : sc.stop], level)
+        s, mu = model.net.entropy_parameters(z[:, :, sr.start : sr.stop, sc.start : sc.stop], level, layers)
         inner = (slice(None), slice(None), _scaled(sr.inner, 4), _scaled(sc.inner, 4))
         scales[:, :, _scaled(sr.keep, 4), _scaled(sc.keep, 4)] = s[inner]
         means[:, :, _scaled(sr.keep, 4), _scaled(sc.keep, 4)] = mu[inner]
