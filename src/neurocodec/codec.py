@@ -119,7 +119,7 @@ def _synthesis(
 
 
 def _to_pixels(x: torch.Tensor, mode: str) -> np.ndarray:
-    rgb = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    rgb = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # x is ours
     if mode == "L":
         return np.round(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return rgb
@@ -212,7 +212,8 @@ def decode(
     index = model.y_coder.scale_index(scales[0].numpy())
     del scales
     residual = model.y_coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
-    y_hat = means.add_(torch.from_numpy(residual)[None])
+    y_hat = means
+    np.add(y_hat[0].numpy(), residual, out=y_hat[0].numpy())  # in place; numpy skips torch's thread pool
     tf = transforms(net, device or default_device())
     pixels = _synthesis(tf, y_hat, level, nac.height, nac.width, nac.mode, tile)
     icc = nac.stream(Stream.ICC) if nac.has_stream(Stream.ICC) else None
