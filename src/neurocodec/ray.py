@@ -71,8 +71,6 @@ def run(kind: Kind, jobs: list[Job], workers: int | None = None, batch_size: int
     if gpus and options.get("device") is None:
         options["device"] = "cuda"
     items = [{"src": str(j.src), "dst": str(j.dst)} for j in jobs]
-    for job in jobs:
-        job.dst.parent.mkdir(parents=True, exist_ok=True)
     rows = (
         ray.data.from_items(items)
         .map_batches(
