@@ -92,6 +92,7 @@ class InferenceTransforms:
     def __init__(self, net: MeanScaleHyperprior, device: torch.device):
         self.device = device
         self.net = net
+        self.dtype = net.gain.dtype  # float32 as shipped; a float64 copy of a net stays float64
         self.g_a = nn.Sequential(*map(_frozen, net.g_a))
         self.h_a = nn.Sequential(*map(_frozen, net.h_a))
         self.g_s = nn.Sequential(*map(_frozen, net.g_s))
@@ -99,21 +100,21 @@ class InferenceTransforms:
             module.to(device=device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
     def _gain(self, table: Tensor, level: Tensor) -> Tensor:
-        return self.net.interpolate(table.detach(), level).to(self.device)
+        return self.net.interpolate(table.detach(), level).to(self.device, self.dtype)
 
     def analysis(self, x: Tensor, level: Tensor) -> Tensor:
         """Pixels in [0, 1], (1, 3, H, W) -> gained latent y, (1, M, H/16, W/16), on the device."""
-        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         return self.g_a(x) * self._gain(self.net.gain, level)
 
     def hyper_analysis(self, y: Tensor, level: Tensor) -> Tensor:
         """Gained y -> rounded hyper-latent z (integers stored as floats), on the device."""
-        y = y.to(self.device).contiguous(memory_format=torch.channels_last)
+        y = y.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         return torch.round(self.h_a(y) * self._gain(self.net.hyper_gain, level))
 
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
-        y_hat = y_hat.to(self.device, torch.float32).contiguous(memory_format=torch.channels_last)
+        y_hat = y_hat.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         return self.g_s(y_hat * self._gain(self.net.inv_gain, level))
 
 
