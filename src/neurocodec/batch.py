@@ -195,9 +195,12 @@ def _map(one: Callable[..., Outcome], jobs: list[Job], workers: int, options: di
     threads = max(1, torch.get_num_threads() // workers)
     # spawn, not fork: a forked child of a process whose OpenMP pool is running can deadlock.
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(
+    pool = concurrent.futures.ProcessPoolExecutor(
         min(workers, len(jobs)), mp_context=context, initializer=_init_worker, initargs=(threads,)
-    ) as pool:
+    )
+    try:
         futures = [pool.submit(one, job, **options) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             yield future.result()
+    finally:  # on Ctrl-C, drop the queued files instead of finishing them; done ones are kept
+        pool.shutdown(wait=True, cancel_futures=True)
