@@ -256,8 +256,8 @@ def table(result: dict) -> str:
         f"({result['large_repeats']} for the large image); peak RSS of a process that does only that "
         f"(a process that merely loads torch and the model peaks at {result['baseline_rss'] / 2**20:.0f} MiB).",
         "",
-        "| image | codec | bpp | encode | decode | peak RSS encode / decode |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| image | codec | torch threads | bpp | encode | decode | peak RSS encode / decode |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, entry in result["images"].items():
         w, h = entry["size"]
@@ -265,17 +265,22 @@ def table(result: dict) -> str:
             c = entry.get(codec_name)
             if not c:
                 continue
-            lines.append(f"| {key} ({w}×{h}) | {codec_name} | {c['bpp']:.3f} | {_ms(c['encode']['median_s'])} "
+            threads = entry["run"]["torch_threads"] if codec_name == "neurocodec" else "–"
+            lines.append(f"| {key} ({w}×{h}) | {codec_name} | {threads} | {c['bpp']:.3f} | {_ms(c['encode']['median_s'])} "
                          f"| {_ms(c['decode']['median_s'])} | {c['encode']['peak_rss'] / 2**20:,.0f} / "
                          f"{c['decode']['peak_rss'] / 2**20:,.0f} MiB |")
+    old = result["images"].get("large", {}).get("run", {})
+    if old.get("git_revision", result["git_revision"]) != result["git_revision"]:
+        lines += ["", f"The large image's rows come from an earlier run: `{old['command']}` at revision "
+                  f"`{old['git_revision'][:12]}`, load average {old['load_before'][0]:.1f} before it."]
     kodak = result["images"].get("kodak", {}).get("neurocodec", {}).get("decode", {})
     ratio = kodak.get("decode_over_bare_synthesis")
     if ratio:
         bare = kodak["bare_synthesis_times"]
-        lines += ["", f"Kodak decode / bare synthesis in the same run: **{ratio['g_s_trained_module']:.2f}×** the "
-                  f"trained `g_s` module with torch's defaults ({_ms(statistics.median(bare['g_s_trained_module']))}), "
-                  f"{ratio['g_s_decoder_kernels']:.2f}× the decoder's own channels-last `g_s` "
-                  f"({_ms(statistics.median(bare['g_s_decoder_kernels']))})."]
+        lines += ["", f"Kodak decode / bare synthesis in the same run: **{ratio['g_s_decoder_kernels']:.2f}×** the "
+                  f"decoder's own channels-last `g_s` alone ({_ms(statistics.median(bare['g_s_decoder_kernels']))}), "
+                  f"{ratio['g_s_trained_module']:.2f}× the trained `g_s` module with torch's default kernels "
+                  f"({_ms(statistics.median(bare['g_s_trained_module']))})."]
     s = result.get("seams")
     if s:
         lines += ["", f"Seams: tiled ({s['tile_latents']}-latent tiles, {s['halo_latents']}-latent halo) minus untiled "
@@ -351,8 +356,10 @@ def main(argv: list[str] | None = None) -> dict | None:
         result["seams"] = seams(kodak_files, tile=16)
         if args.no_large:
             if "large" in previous.get("images", {}):
-                result["images"]["large"] = previous["images"]["large"]
-                result["large_from_revision"] = previous.get("large_from_revision", previous["git_revision"])
+                large = result["images"]["large"] = previous["images"]["large"]
+                large.setdefault("run", {"command": previous["command"], "git_revision": previous["git_revision"],
+                                         "torch_threads": previous["machine"]["torch_threads"],
+                                         "load_before": previous["machine"]["load_before"]})
         else:
             src = sorted(PHOTOS.glob("*.jpg"))[0]
             big = work / "large.png"
@@ -362,6 +369,10 @@ def main(argv: list[str] | None = None) -> dict | None:
             result["images"]["large"] = image_set("large", big, work, args, args.large_repeats, False)
             result["images"]["large"]["source"] = f"{src.relative_to(ROOT.parent)} upscaled (Lanczos) to 6000x4000"
     result["machine"]["load_after"] = list(os.getloadavg())
+    run = {"command": result["command"], "git_revision": result["git_revision"], "torch_threads": args.threads,
+           "load_before": result["machine"]["load_before"]}
+    for entry in result["images"].values():
+        entry.setdefault("run", run)
     out_path.parent.mkdir(exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out_path}")
