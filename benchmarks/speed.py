@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py [--threads 2] [--repeats 7] [--no-large]
     python benchmarks/speed.py --table-only      # rewrite the README table from the JSON
+    python benchmarks/speed.py --name speed-2threads --threads 2 --no-large   # another file, README untouched
 
 Every measurement runs in a fresh child process (``--child``), so its peak RSS (VmHWM) belongs
 to one operation: read the input file, load what it needs, code it ``repeats``
@@ -313,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--large-repeats", type=int, default=1)
     p.add_argument("--no-large", action="store_true", help="skip the 24 MP image (keeps the previous entry)")
     p.add_argument("--shared", action="store_true", help="record that other jobs were using the machine")
+    p.add_argument("--name", default="speed", help="results file stem; only 'speed' updates the README")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("OP", "PATH"), help=argparse.SUPPRESS)
     p.add_argument("--no-warmup", action="store_true", help=argparse.SUPPRESS)
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         print(json.dumps(child(args.child[0], Path(args.child[1]), args.repeats, args.threads, args.device,
                                not args.no_warmup)))
         return None
-    out_path = HERE / "results" / "speed.json"
+    out_path = HERE / "results" / f"{args.name}.json"
     if args.table_only:
         write_table(json.loads(out_path.read_text()))
         return None
@@ -376,7 +378,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     out_path.parent.mkdir(exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out_path}")
-    write_table(result)
+    if args.name == "speed":
+        write_table(result)
     return result
 
 
