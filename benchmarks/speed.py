@@ -266,7 +266,7 @@ def table(result: dict) -> str:
             c = entry.get(codec_name)
             if not c:
                 continue
-            threads = entry["run"]["torch_threads"] if codec_name == "neurocodec" else "–"
+            threads = entry.get("run", m)["torch_threads"] if codec_name == "neurocodec" else "–"
             lines.append(f"| {key} ({w}×{h}) | {codec_name} | {threads} | {c['bpp']:.3f} | {_ms(c['encode']['median_s'])} "
                          f"| {_ms(c['decode']['median_s'])} | {c['encode']['peak_rss'] / 2**20:,.0f} / "
                          f"{c['decode']['peak_rss'] / 2**20:,.0f} MiB |")
