@@ -87,14 +87,25 @@ def test_bytes_and_pixels_do_not_depend_on_the_thread_count():
     before = torch.get_num_threads()
     results = []
     try:
-        for threads in (1, 2):
+        for threads in (1, 2, 3):
             torch.set_num_threads(threads)
             data = neurocodec.encode(img, quality=70)
             results.append((data, np.asarray(neurocodec.decode(data))))
     finally:
         torch.set_num_threads(before)
-    assert results[0][0] == results[1][0]
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+    for data, pixels in results[1:]:
+        assert data == results[0][0]
+        np.testing.assert_array_equal(pixels, results[0][1])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_and_cpu_read_each_others_files():
+    img = photo_like(128, 192, seed=6)
+    for writer, reader in (("cuda", "cpu"), ("cpu", "cuda")):
+        data = neurocodec.encode(img, quality=70, device=writer)
+        there = np.asarray(neurocodec.decode(data, device=reader)).astype(int)
+        here = np.asarray(neurocodec.decode(data, device=writer)).astype(int)
+        assert np.abs(there - here).max() <= 1
 
 
 @pytest.mark.parametrize("quality", [0, 101, 2.5, "75"])

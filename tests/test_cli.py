@@ -85,3 +85,14 @@ def test_info_compare_and_models(png, tmp_path, capsys):
 def test_help_exits_0(capsys):
     assert main(["--help"]) == 0
     assert "encode" in capsys.readouterr().out
+
+
+def test_threads_and_device_options_code_the_same_bytes(png, tmp_path):
+    assert main(["encode", str(png), "-o", str(tmp_path / "a.nac"), "--quiet"]) == 0
+    assert main(["encode", str(png), "-o", str(tmp_path / "b.nac"), "--quiet", "--threads", "1", "--device", "cpu"]) == 0
+    assert (tmp_path / "a.nac").read_bytes() == (tmp_path / "b.nac").read_bytes()
+
+
+def test_unknown_device_is_a_usage_error(png, tmp_path, capsys):
+    assert main(["encode", str(png), "-o", str(tmp_path / "a.nac"), "--device", "tpu"]) == 1
+    assert "cpu or cuda" in capsys.readouterr().err

@@ -30,12 +30,14 @@ def encode(
     model: str | None = None,
     target_bpp: float | None = None,
     target_psnr: float | None = None,
+    device: str | None = None,
 ) -> bytes:
     """Compress ``image`` (path, PIL image, or HxW / HxWx3 / HxWx4 uint8 array) to ``.nac`` bytes.
 
     ``quality`` runs from 1 to 100 like Pillow's JPEG: higher means more bits and more fidelity.
     ``target_bpp`` or ``target_psnr`` replace it with a goal: the file lands within 5 % of the bits
     per pixel or 0.2 dB of the PSNR, or a ``neurocodec.targets.TargetWarning`` says why it could not.
+    ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
     """
     from . import codec, io, zoo
 
@@ -43,15 +45,18 @@ def encode(
     if target_bpp is not None or target_psnr is not None:
         from .targets import encode_to_target
 
-        return encode_to_target(pic, m, target_bpp, target_psnr).encoded.data
-    return codec.encode(pic, quality, m).data
+        return encode_to_target(pic, m, target_bpp, target_psnr, device=device).encoded.data
+    return codec.encode(pic, quality, m, device=device).data
 
 
-def decode(data: bytes | bytearray | memoryview) -> Image.Image:
-    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA)."""
+def decode(data: bytes | bytearray | memoryview, device: str | None = None) -> Image.Image:
+    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA).
+
+    ``device`` ("cpu" or "cuda") runs the synthesis; the default is CUDA when torch sees a GPU.
+    """
     from . import codec
 
-    return codec.decode(bytes(data)).to_pil()
+    return codec.decode(bytes(data), device=device).to_pil()
 
 
 def encode_file(
@@ -66,11 +71,13 @@ def encode_file(
     return read_info(data)
 
 
-def decode_file(src: str | os.PathLike, dst: str | os.PathLike, force: bool = False) -> Image.Image:
+def decode_file(
+    src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, device: str | None = None
+) -> Image.Image:
     """Decode ``src`` and write the image format named by ``dst``'s extension, atomically."""
     from .io import atomic_write, image_bytes
 
-    image = decode(Path(src).read_bytes())
+    image = decode(Path(src).read_bytes(), device)
     atomic_write(dst, image_bytes(image, dst), force=force)
     return image
 

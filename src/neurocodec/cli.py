@@ -22,23 +22,84 @@ app = typer.Typer(
 )
 
 QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; higher means more bits and fidelity.")
-FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists.")
+FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists (folders: redo every file).")
+THREADS = typer.Option(None, "--threads", "-t", min=1, help="Torch threads (default: torch's choice, usually all cores).")
+DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available); any device reads any file.")
+ENGINE = typer.Option("local", "--engine", help="Folders: local (process pool) or ray (needs neurocodec[ray]).")
+WORKERS = typer.Option(None, "--workers", "-j", min=1, help="Folders: parallel worker processes (default: min(cores, 4)).")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _check_device(device: str | None) -> str | None:
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda, got {device!r}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: torch sees no CUDA device")
+    return device
+
+
+def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: Optional[int],
+            **options) -> int:
+    """Encode or decode a whole folder; exit status 1 if any file failed (the others are written)."""
+    from . import batch
+
+    if output is None:
+        raise ValueError(f"{kind} of a folder needs -o OUTDIR")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"--engine must be local or ray, got {engine!r}")
+    output.mkdir(parents=True, exist_ok=True)
+    jobs = batch.plan(kind, src, output)
+    if engine == "ray":
+        try:
+            from . import ray as ray_engine
+        except ImportError:
+            raise ValueError("--engine ray needs Ray: pip install 'neurocodec[ray]'") from None
+        summary = ray_engine.run(kind, jobs, workers=workers, **options)
+    else:
+        summary = batch.run(kind, jobs, workers=workers, **options)
+    for line in summary.lines(kind):
+        typer.echo(line, err=line.startswith("failed"))
+    return 1 if summary.failed else 0
 
 
 @app.command()
 def encode(
-    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file [default: SRC with .nac]."),
+    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...), or a folder of them."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file (default: SRC with .nac), or folder."),
     quality: int = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
     bpp: Optional[float] = typer.Option(None, "--bpp", help="Aim for this many bits per pixel instead of a quality."),
     psnr: Optional[float] = typer.Option(None, "--psnr", help="Aim for this PSNR (dB) instead of a quality."),
-) -> None:
-    """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size."""
+    threads: Optional[int] = THREADS,
+    device: Optional[str] = DEVICE,
+    workers: Optional[int] = WORKERS,
+    engine: str = ENGINE,
+) -> int:
+    """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size.
+
+    With a folder: encode every image under it into OUTDIR (same relative paths, .nac), skipping
+    files already done, and print a summary; exit status 1 if any file failed.
+    """
     from . import baselines, codec, io, metrics, zoo
 
+    _set_threads(threads)
+    device = _check_device(device)
+    if src.is_dir():
+        if bpp is not None or psnr is not None:
+            raise ValueError("--bpp and --psnr apply to single files, not folders (use --quality)")
+        return _folder("encode", src, output, engine, workers, quality=quality, model=model,
+                       force=force, device=device)
     dst = output or src.with_suffix(".nac")
     pic = io.load(src)
     m = zoo.load(zoo.resolve(model))
@@ -49,16 +110,16 @@ def encode(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hit = encode_to_target(pic, m, bpp, psnr)
+            hit = encode_to_target(pic, m, bpp, psnr, device=device)
         enc = hit.encoded
         quality = codec.container.unpack(enc.data).quality
         if not hit.met:
             typer.echo(f"neurocodec: target not met: {hit.note}", err=True)
     else:
-        enc = codec.encode(pic, quality, m, reconstruct=not quiet)
+        enc = codec.encode(pic, quality, m, reconstruct=not quiet, device=device)
     io.atomic_write(dst, enc.data, force=force)
     if quiet:
-        return
+        return 0
     pixels = pic.color
     ours = enc.reconstruction.color
     n = len(enc.data)
@@ -75,22 +136,36 @@ def encode(
         verdict = "JPEG cannot spend that many bytes"
     typer.echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
           f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
+    return 0
 
 
 @app.command()
 def decode(
-    src: Path = typer.Argument(..., help=".nac file to decompress."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image; format from extension [default: SRC with .png]."),
+    src: Path = typer.Argument(..., help=".nac file to decompress, or a folder of them."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, format from the extension (default: SRC with .png), or folder."),
     force: bool = FORCE,
-) -> None:
-    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by the output extension)."""
+    threads: Optional[int] = THREADS,
+    device: Optional[str] = DEVICE,
+    workers: Optional[int] = WORKERS,
+    engine: str = ENGINE,
+) -> int:
+    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by the output extension).
+
+    With a folder: decode every .nac under it to PNG files in OUTDIR (same relative paths),
+    skipping files already done, and print a summary; exit status 1 if any file failed.
+    """
     from . import decode_file
 
+    _set_threads(threads)
+    device = _check_device(device)
+    if src.is_dir():
+        return _folder("decode", src, output, engine, workers, force=force, device=device)
     dst = output or src.with_suffix(".png")
     if not src.is_file():
         raise FileNotFoundError(f"no such file: {src}")
-    image = decode_file(src, dst, force=force)
+    image = decode_file(src, dst, force=force, device=device)
     typer.echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+    return 0
 
 
 @app.command()
@@ -198,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="neurocodec", standalone_mode=False)
-    except (NacError, ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+    except (NacError, ValueError, FileExistsError, FileNotFoundError, IsADirectoryError, NotADirectoryError,
+            PermissionError) as e:
         if _click_kind(e) == "ClickException":
             e.show()
             return 1

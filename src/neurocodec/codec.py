@@ -8,33 +8,25 @@ image size, before it allocates any tensor.
 
 from __future__ import annotations
 
-import contextlib
 import zlib
 from dataclasses import dataclass
+from typing import Literal, Union
 
 import numpy as np
 import torch
 
-from . import container
+from . import container, tiling
 from .container import Limits, NacFile, Stream
 from .errors import NacFormatError, NacModelError
 from .io import Picture
+from .nets.inference import InferenceTransforms, default_device, fixed_point_h_s, transforms
 from .zoo import Model, PhotoModel, load
 
 RATE_SCALE = 256
 """The header's rate field counts model levels in steps of 1/256 (dyadic, so gains interpolate exactly)."""
 
-
-@contextlib.contextmanager
-def _reproducible():
-    """Run float transforms on torch's native kernels, whose results do not depend on the thread
-    count (oneDNN's do, by a float ulp, which would change pixels and, rarely, bytes)."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
+Tile = Union[int, None, Literal["auto"]]
+"""Latent cells per tile side; ``None`` codes in one piece, ``"auto"`` lets ``tiling.auto_tile`` decide."""
 
 
 def check_quality(quality: int) -> int:
@@ -63,15 +55,80 @@ def _padded_size(h: int, w: int, stride: int) -> tuple[int, int]:
     return -(-h // stride) * stride, -(-w // stride) * stride
 
 
-def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
-    h, w = rgb.shape[:2]
-    hp, wp = _padded_size(h, w, stride)
-    padded = np.pad(rgb, ((0, hp - h), (0, wp - w), (0, 0)), mode="edge")
-    return torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1))).float().div_(255).unsqueeze(0)
+def _tile_size(tile: Tile, rows: int, cols: int) -> int | None:
+    return tiling.auto_tile(rows, cols) if tile == "auto" else tile
 
 
-def _to_pixels(x: torch.Tensor, h: int, w: int, mode: str) -> np.ndarray:
-    rgb = x[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+def _pixel_tile(color: np.ndarray, rows: tiling.Span, cols: tiling.Span) -> torch.Tensor:
+    """Pixels of one tile as (1, 3, h, w) floats in [0, 1], edge-extended past the image like the
+    untiled padding; built from the uint8 image so no float copy of the whole image is made."""
+    h, w = color.shape[:2]
+    r = np.minimum(np.arange(rows.start * 16, rows.stop * 16), h - 1)
+    c = np.minimum(np.arange(cols.start * 16, cols.stop * 16), w - 1)
+    part = color[r[:, None], c[None, :]]
+    if part.shape[2] == 1:
+        part = np.repeat(part, 3, axis=2)
+    return torch.from_numpy(part)[None].permute(0, 3, 1, 2).float().div_(255)
+
+
+def _analysis(tf: InferenceTransforms, color: np.ndarray, level: torch.Tensor, tile: Tile) -> torch.Tensor:
+    """g_a over the padded image, tile by tile, into one (1, M, rows, cols) float32 CPU tensor."""
+    hp, wp = _padded_size(color.shape[0], color.shape[1], tf.net.STRIDE)
+    rows, cols = hp // 16, wp // 16
+    y = torch.empty(1, tf.net.config.m, rows, cols)
+    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols)):
+        y_tile = tf.analysis(_pixel_tile(color, sr, sc), level)
+        y[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner].cpu()
+    return y
+
+
+def _entropy_parameters(
+    model: PhotoModel, z_int: np.ndarray, level: torch.Tensor, tile: Tile
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact (scales, means) in float64 for the whole y grid, computed on hyper-latent tiles
+    (4 latents per hyper-latent); exact arithmetic makes the tiling invisible, bit for bit."""
+    n, zr, zc = z_int.shape
+    rows, cols = 4 * zr, 4 * zc
+    size = _tile_size(tile, rows, cols)
+    if size is not None:
+        size = tiling.HYPER_TILE if tile == "auto" else max(1, size // 4)
+    z = torch.from_numpy(z_int)[None]
+    layers = list(fixed_point_h_s(model.net))
+    m = model.net.config.m
+    scales = torch.empty(1, m, rows, cols, dtype=torch.float64)
+    means = torch.empty(1, m, rows, cols, dtype=torch.float64)
+    for sr, sc in tiling.grid(zr, zc, size):
+        s, mu = model.net.entropy_parameters(z[:, :, sr.start : sr.stop, sc.start : sc.stop], level, layers)
+        inner = (slice(None), slice(None), _scaled(sr.inner, 4), _scaled(sc.inner, 4))
+        scales[:, :, _scaled(sr.keep, 4), _scaled(sc.keep, 4)] = s[inner]
+        means[:, :, _scaled(sr.keep, 4), _scaled(sc.keep, 4)] = mu[inner]
+    return scales, means
+
+
+def _scaled(s: slice, factor: int) -> slice:
+    return slice(s.start * factor, s.stop * factor)
+
+
+def _synthesis(
+    tf: InferenceTransforms, y_hat: torch.Tensor, level: torch.Tensor, h: int, w: int, mode: str, tile: Tile
+) -> np.ndarray:
+    """g_s tile by tile, straight into the (h, w, 1 or 3) uint8 output; see ``tiling``."""
+    rows, cols = y_hat.shape[2:]
+    out = np.empty((h, w, 1 if mode == "L" else 3), dtype=np.uint8)
+    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols)):
+        r0, c0 = sr.keep_start * 16, sc.keep_start * 16
+        r1, c1 = min(sr.keep_stop * 16, h), min(sc.keep_stop * 16, w)
+        if r0 >= r1 or c0 >= c1:
+            continue  # a tile made only of padding
+        x = tf.synthesis(y_hat[:, :, sr.start : sr.stop, sc.start : sc.stop], level)
+        dr, dc = r0 - sr.start * 16, c0 - sc.start * 16
+        x = x[0, :, dr : dr + r1 - r0, dc : dc + c1 - c0]
+        out[r0:r1, c0:c1] = _to_pixels(x, mode)
+    return out
+
+
+def _to_pixels(x: torch.Tensor, mode: str) -> np.ndarray:
+    rgb = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # x is ours
     if mode == "L":
         return np.round(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return rgb
@@ -79,9 +136,15 @@ def _to_pixels(x: torch.Tensor, h: int, w: int, mode: str) -> np.ndarray:
 
 @torch.inference_mode()
 def encode(
-    pic: Picture, quality: int = 75, model: Model | None = None, reconstruct: bool = False, rate: int | None = None
+    pic: Picture, quality: int = 75, model: Model | None = None, reconstruct: bool = False,
+    device: str | None = None, tile: Tile = "auto", rate: int | None = None,
 ) -> Encoded:
-    """Code ``pic`` at ``quality``, or (photo models) at the exact header ``rate`` when given."""
+    """Code ``pic`` at ``quality``, or (photo models) at the exact header ``rate`` when given.
+
+    ``device`` runs the float transforms (default: CUDA when present), ``tile`` is for tests (the
+    default makes the bytes depend on image, quality and model only). The papers' models run on
+    the CPU in one piece (they are tiny).
+    """
     model = model or load()
     if not isinstance(model, PhotoModel):
         from . import papers
@@ -89,6 +152,7 @@ def encode(
         nac, recon = papers.encode(pic, check_quality(quality), model, reconstruct)
         return Encoded(container.pack(nac), recon)
     net = model.net
+    tf = transforms(net, device or default_device())
     max_rate = (model.levels - 1) * RATE_SCALE
     if rate is None:
         rate = quality_to_rate(quality, model.levels)
@@ -97,15 +161,14 @@ def encode(
     else:
         quality = rate_to_quality(rate, model.levels)
     level = torch.tensor([rate / RATE_SCALE])
-    rgb = np.repeat(pic.color, 3, axis=2) if pic.mode == "L" else pic.color
-    x = _to_tensor(rgb, net.STRIDE)
 
-    with _reproducible():
-        y, z = net.analysis(x, level)
+    y = _analysis(tf, pic.color, level, tile)
+    z = tf.hyper_analysis(y, level).cpu()
     z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
-    scales, means = net.entropy_parameters(torch.from_numpy(z_int)[None], level)
+    scales, means = _entropy_parameters(model, z_int, level, tile)
     residual = torch.round(y.double() - means)
     index = model.y_coder.scale_index(scales[0].numpy())
+    del scales
     y_stream, esc_stream = model.y_coder.encode(residual[0].numpy().astype(np.int64), index)
 
     streams = [(Stream.Z, model.z_coder.encode(z_int)), (Stream.Y, y_stream), (Stream.Y_ESCAPES, esc_stream)]
@@ -120,10 +183,10 @@ def encode(
     )
     recon = None
     if reconstruct:
-        with _reproducible():
-            x_hat = net.synthesis((residual + means).float(), level)
+        y_hat = residual.add_(means)
+        pixels = _synthesis(tf, y_hat, level, pic.height, pic.width, pic.mode, tile)
         alpha = pic.pixels[:, :, 3:] if pic.mode == "RGBA" else None
-        recon = _assemble(_to_pixels(x_hat, pic.height, pic.width, pic.mode), pic.icc, alpha)
+        recon = _assemble(pixels, pic.icc, alpha)
     return Encoded(container.pack(nac), recon)
 
 
@@ -145,7 +208,11 @@ def check_model(nac: NacFile) -> Model:
 
 
 @torch.inference_mode()
-def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
+def decode(
+    data: bytes, limits: Limits = container.DEFAULT_LIMITS, device: str | None = None, tile: Tile = "auto"
+) -> Picture:
+    """Decode ``.nac`` bytes; ``device`` runs g_s (default: CUDA when present), any device reads
+    any file because the entropy model is computed exactly on the CPU."""
     nac = container.unpack(data, limits)
     model = check_model(nac)
     if not isinstance(model, PhotoModel):
@@ -169,13 +236,14 @@ def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
         alpha = inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)
     level = torch.tensor([nac.rate / RATE_SCALE])
     z_int = model.z_coder.decode(nac.stream(Stream.Z), expected[1])
-    scales, means = net.entropy_parameters(torch.from_numpy(z_int)[None], level)
+    scales, means = _entropy_parameters(model, z_int, level, tile)
     index = model.y_coder.scale_index(scales[0].numpy())
+    del scales
     residual = model.y_coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
-    y_hat = torch.from_numpy(residual)[None].double() + means
-    with _reproducible():
-        x_hat = net.synthesis(y_hat.float(), level)
-    pixels = _to_pixels(x_hat, nac.height, nac.width, nac.mode)
+    y_hat = means
+    np.add(y_hat[0].numpy(), residual, out=y_hat[0].numpy())  # in place; numpy skips torch's thread pool
+    tf = transforms(net, device or default_device())
+    pixels = _synthesis(tf, y_hat, level, nac.height, nac.width, nac.mode, tile)
     icc = nac.stream(Stream.ICC) if nac.has_stream(Stream.ICC) else None
     return _assemble(pixels, icc, alpha)
 

@@ -122,14 +122,24 @@ class MeanScaleHyperprior(nn.Module):
         z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
         return y, torch.round(z)
 
-    def entropy_parameters(self, z_symbols: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
-        """Exact (scales, means) in float64 from integer z symbols; see the module docstring."""
-        ihg = self.interpolate(self.inv_hyper_gain.double(), level.double())
+    def fixed_point_h_s(self) -> list[tuple[nn.Module, Tensor, Tensor]]:
+        """h_s's convolutions with their weights and biases on the fixed-point grid, in float64."""
+        return [
+            (layer,
+             _fixed(layer.weight.detach().double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX),
+             _fixed(layer.bias.detach().double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS))
+            for layer in self.h_s if not isinstance(layer, nn.ReLU)
+        ]
+
+    def entropy_parameters(
+        self, z_symbols: Tensor, level: Tensor, layers: list[tuple[nn.Module, Tensor, Tensor]] | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Exact (scales, means) in float64 from integer z symbols; see the module docstring.
+        ``layers``: ``fixed_point_h_s()`` computed once, for callers whose weights do not change."""
+        ihg = self.interpolate(self.inv_hyper_gain.detach().double(), level.double())
         a = _fixed(z_symbols.double() * ihg, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
-        layers = [mod for mod in self.h_s if not isinstance(mod, nn.ReLU)]
-        for i, layer in enumerate(layers):
-            w = _fixed(layer.weight.double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX)
-            b = _fixed(layer.bias.double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS)
+        layers = layers if layers is not None else self.fixed_point_h_s()
+        for i, (layer, w, b) in enumerate(layers):
             a = _exact_conv(layer, a, w, b)
             if i < len(layers) - 1:
                 a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
