@@ -2,7 +2,6 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 import neurocodec
@@ -80,21 +79,6 @@ def test_encoder_reconstruction_equals_the_decoded_image(rgb):
 
 def test_same_input_gives_the_same_bytes_twice(rgb):
     assert neurocodec.encode(rgb, quality=50) == neurocodec.encode(rgb, quality=50)
-
-
-def test_bytes_and_pixels_do_not_depend_on_the_thread_count():
-    img = photo_like(128, 192, seed=5)
-    before = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            data = neurocodec.encode(img, quality=70)
-            results.append((data, np.asarray(neurocodec.decode(data))))
-    finally:
-        torch.set_num_threads(before)
-    assert results[0][0] == results[1][0]
-    np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 @pytest.mark.parametrize("quality", [0, 101, 2.5, "75"])
