@@ -14,13 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from .container import Limits
 from .errors import NacError, NacFormatError, NacLimitError, NacModelError
 from .io import ImageInput
 
 __version__ = "0.1.0"
 __all__ = [
     "encode", "decode", "encode_file", "decode_file", "read_info", "models",
-    "NacError", "NacFormatError", "NacModelError", "NacLimitError", "__version__",
+    "Limits", "NacError", "NacFormatError", "NacModelError", "NacLimitError", "__version__",
 ]
 
 
@@ -34,11 +35,15 @@ def encode(image: ImageInput, quality: int = 75, model: str | None = None) -> by
     return codec.encode(io.load(image), quality, zoo.load(zoo.resolve(model))).data
 
 
-def decode(data: bytes | bytearray | memoryview) -> Image.Image:
-    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA)."""
-    from . import codec
+def decode(data: bytes | bytearray | memoryview, limits: Limits | None = None) -> Image.Image:
+    """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA).
 
-    return codec.decode(bytes(data)).to_pil()
+    ``limits`` bounds what an untrusted file may make the decoder allocate (pixels, sides,
+    metadata, memory); anything over raises ``NacLimitError`` before the allocation.
+    """
+    from . import codec, container
+
+    return codec.decode(bytes(data), limits or container.DEFAULT_LIMITS).to_pil()
 
 
 def encode_file(
@@ -52,20 +57,22 @@ def encode_file(
     return read_info(data)
 
 
-def decode_file(src: str | os.PathLike, dst: str | os.PathLike, force: bool = False) -> Image.Image:
+def decode_file(
+    src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, limits: Limits | None = None
+) -> Image.Image:
     """Decode ``src`` and write the image format named by ``dst``'s extension, atomically."""
     from .io import atomic_write, image_bytes
 
-    image = decode(Path(src).read_bytes())
+    image = decode(Path(src).read_bytes(), limits)
     atomic_write(dst, image_bytes(image, dst), force=force)
     return image
 
 
-def read_info(data: bytes | bytearray | memoryview) -> dict:
+def read_info(data: bytes | bytearray | memoryview, limits: Limits | None = None) -> dict:
     """Header fields of a ``.nac`` file (validated, nothing decoded), and its bits per pixel."""
     from . import container
 
-    nac = container.unpack(bytes(data))
+    nac = container.unpack(bytes(data), limits or container.DEFAULT_LIMITS)
     return {
         "format_version": "%d.%d" % container.VERSION,
         "model": nac.model_id,

@@ -17,12 +17,24 @@ import torch
 
 from . import container
 from .container import Limits, NacFile, Stream
-from .errors import NacFormatError, NacModelError
+from .errors import NacFormatError, NacLimitError, NacModelError
 from .io import Picture
 from .zoo import PhotoModel, load
 
 RATE_SCALE = 256
 """The header's rate field counts model levels in steps of 1/256 (dyadic, so gains interpolate exactly)."""
+
+DECODE_BYTES_PER_PIXEL = 512
+DECODE_BASE_BYTES = 64 * 2**20
+"""Peak memory of ``decode`` above the loaded model, per padded pixel and fixed: measured 452
+bytes/pixel between 512x512 and 1024x1024 photos (docs/security.md), rounded up; a test keeps it
+an upper bound."""
+
+
+def decode_memory_estimate(width: int, height: int, stride: int = 64) -> int:
+    """Bytes ``decode`` may need for an image of this size, known from the header alone."""
+    hp, wp = _padded_size(height, width, stride)
+    return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * hp * wp
 
 
 @contextlib.contextmanager
@@ -136,6 +148,12 @@ def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
         raise NacFormatError(
             f"latent shapes {list(nac.latent_shapes)} do not fit a {nac.width}x{nac.height} image "
             f"(expected {list(expected)})"
+        )
+    need = decode_memory_estimate(nac.width, nac.height, net.STRIDE)
+    if need > limits.max_memory_bytes:
+        raise NacLimitError(
+            f"decoding a {nac.width}x{nac.height} image needs about {need / 2**30:.2f} GiB, over the "
+            f"memory limit {limits.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
         )
     alpha = None
     if nac.mode == "RGBA":

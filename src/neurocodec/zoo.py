@@ -48,7 +48,7 @@ def available() -> list[str]:
 
 def card(model_id: str) -> dict:
     path = WEIGHTS_DIR / f"{model_id}.json"
-    if not path.exists():
+    if model_id not in available():  # never a path: an ID read from a file must not leave WEIGHTS_DIR
         known = ", ".join(available()) or "none"
         raise NacModelError(f"unknown model '{model_id}' (available: {known})")
     return json.loads(path.read_text())
