@@ -1,7 +1,9 @@
 """The ``neurocodec`` command line: encode, decode, info, compare, models, train.
 
-Exit codes: 0 success, 1 bad input or usage (one line on stderr, no traceback), 2 internal error.
-Outputs are written atomically and never overwrite an existing file without ``--force``.
+Exit codes: 0 success, 1 bad input or usage (one line on stderr, no traceback), 2 internal error,
+130 after Ctrl-C during a command.
+Outputs are written atomically and never overwrite an existing file without ``--force``; ``-``
+as a source or output means standard input or output (reports then go to stderr).
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if 
 
 @app.command()
 def encode(
-    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file [default: SRC with .nac]."),
+    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...); - reads standard input."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file, - for standard output [default: SRC with .nac]."),
     quality: int = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
@@ -36,19 +38,20 @@ def encode(
     """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size."""
     from . import baselines, codec, io, metrics, zoo
 
-    dst = output or src.with_suffix(".nac")
-    pic = io.load(src)
+    dst = output or _default_output(src, ".nac")
+    pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
     m = zoo.load(zoo.resolve(model))
     enc = codec.encode(pic, quality, m, reconstruct=not quiet)
-    io.atomic_write(dst, enc.data, force=force)
+    io.write_output(dst, enc.data, force=force)
     if quiet:
         return
+    echo = _reporter(dst)
     pixels = pic.color
     ours = enc.reconstruction.color
     n = len(enc.data)
     bpp = 8 * n / (pic.width * pic.height)
     p = metrics.psnr(pixels, ours)
-    typer.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
+    echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
           f"PSNR {p:.2f} dB (quality {quality}, model {m.model_id})")
     jpeg = baselines.at_least(pixels, "jpeg", n)
     jp = metrics.psnr(pixels, jpeg.pixels)
@@ -57,24 +60,47 @@ def encode(
         verdict = f"neurocodec is {p - jp:+.2f} dB"
     else:
         verdict = "JPEG cannot spend that many bytes"
-    typer.echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
+    echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
           f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
 
 
 @app.command()
 def decode(
-    src: Path = typer.Argument(..., help=".nac file to decompress."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image; format from extension [default: SRC with .png]."),
+    src: Path = typer.Argument(..., help=".nac file to decompress; - reads standard input."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output; format from extension [default: SRC with .png]."),
     force: bool = FORCE,
+    fmt: Optional[str] = typer.Option(None, "--format", help="Image format (png, jpeg, webp, tiff, ...) instead of the extension's [default for -: png]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse files declaring more pixels [default: 2^28]."),
+    max_memory: Optional[int] = typer.Option(None, "--max-memory", min=1, help="Refuse files whose decode needs more MiB [default: 8192]."),
 ) -> None:
-    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by the output extension)."""
-    from . import decode_file
+    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by --format or the output extension)."""
+    from dataclasses import replace
 
-    dst = output or src.with_suffix(".png")
-    if not src.is_file():
-        raise FileNotFoundError(f"no such file: {src}")
-    image = decode_file(src, dst, force=force)
-    typer.echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+    from . import container, io
+    from . import decode as decode_bytes
+
+    dst = output or _default_output(src, ".png")
+    limits = container.DEFAULT_LIMITS
+    if max_pixels is not None:
+        limits = replace(limits, max_pixels=max_pixels)
+    if max_memory is not None:
+        limits = replace(limits, max_memory_bytes=max_memory * 2**20)
+    image = decode_bytes(io.read_input(src), limits)
+    data = io.image_bytes(image, dst, fmt or ("png" if str(dst) == io.STDIO else None))
+    io.write_output(dst, data, force=force)
+    _reporter(dst)(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+
+
+def _default_output(src: Path, suffix: str) -> Path:
+    if str(src) == "-":
+        raise ValueError("reading standard input needs --output FILE (or --output - for standard output)")
+    return src.with_suffix(suffix)
+
+
+def _reporter(dst: Path):
+    """Where reports go: stderr when stdout carries the data, stdout otherwise."""
+    to_stderr = str(dst) == "-"
+    return lambda message: typer.echo(message, err=to_stderr)
 
 
 @app.command()
