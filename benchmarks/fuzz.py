@@ -1,6 +1,6 @@
 """Long fuzz run over the .nac container parser and the full decoder (docs/security.md).
 
-    nice -n 10 python benchmarks/fuzz.py --container 1000000 --decodes 10000
+    nice -n 10 python benchmarks/fuzz.py --container 1000000 --decodes 10000 --max-minutes 25
 
 Mutants come from ``tests/fuzzing.py`` applied to the seed corpus in ``tests/corpus``: raw byte
 mutations for ``container.unpack``, re-packed field and stream mutations (valid CRCs) for
@@ -9,7 +9,8 @@ if it takes over 5 s. Address space is capped at (size after warm-up + 1 GiB) wi
 any allocation over 1 GiB fails and is counted as a crash; decodes use
 ``Limits(max_memory_bytes=1 GiB)`` so the codec's own memory check is what stops big declared
 images. Writes ``benchmarks/results/fuzz.json`` with the command, git revision and figures;
-crashing inputs are saved next to it in ``fuzz-crashes/``.
+crashing inputs are saved next to it in ``fuzz-crashes/``. The JSON is rewritten as the run
+goes, so a run stopped by ``--max-minutes`` (or killed) still leaves its figures.
 """
 
 from __future__ import annotations
@@ -88,7 +89,12 @@ def main() -> None:
     ap.add_argument("--decodes", type=int, default=10_000, help="full neurocodec.decode executions")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "fuzz.json")
+    ap.add_argument("--max-minutes", type=float, default=25.0, help="stop early (and say so) after this wall time")
     args = ap.parse_args()
+    deadline = time.time() + 60 * args.max_minutes
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "src", "tests", "benchmarks/fuzz.py"],
+                           cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
     seeds = fuzzing.load_seeds()
     parsed = [container.unpack(s) for s in seeds]
@@ -104,36 +110,53 @@ def main() -> None:
     rng = random.Random(args.seed)
     started = time.time()
     parse = Tally("container", crash_dir)
-    for _ in range(args.container):
-        parse.run(container.unpack, fuzzing.mutate_bytes(rng, rng.choice(seeds), seeds))
-    parse_seconds = time.time() - started
-
     decode = Tally("decode", crash_dir)
+    seconds = {"container": 0.0, "decode": 0.0}
+
+    def report(final: bool) -> dict:
+        result = {
+            "command": " ".join(["python", "benchmarks/fuzz.py", *sys.argv[1:]]),
+            "git_revision": rev + ("-dirty" if dirty else ""),
+            "finished": final,
+            "stopped_early": final and (parse.executions < args.container or decode.executions < args.decodes),
+            "seed": args.seed,
+            "corpus_files": len(seeds),
+            "address_space_cap_bytes": cap,
+            "decode_memory_limit_bytes": limits.max_memory_bytes,
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "container": {**parse.summary(), "seconds": round(seconds["container"], 1)},
+            "decode": {**decode.summary(), "seconds": round(seconds["decode"], 1)},
+            "total_seconds": round(time.time() - started, 1),
+        }
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_suffix(".part")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(args.out)
+        return result
+
+    for i in range(args.container):
+        if i % 100_000 == 0:
+            seconds["container"] = time.time() - started
+            report(False)
+            if time.time() > deadline:
+                break
+        parse.run(container.unpack, fuzzing.mutate_bytes(rng, rng.choice(seeds), seeds))
+    seconds["container"] = time.time() - started
+
     t = time.time()
     for i in range(args.decodes):
+        if i % 500 == 0:
+            seconds["decode"] = time.time() - t
+            report(False)
+            if time.time() > deadline:
+                break
         if i % 5 == 0:  # a fifth raw byte mutants (mostly with fixed CRCs), the rest field mutants
             data = fuzzing.mutate_bytes(rng, rng.choice(seeds), seeds)
         else:
             data = fuzzing.mutate_fields(rng, rng.choice(parsed), parsed, mn)
         decode.run(lambda d: neurocodec.decode(d, limits=limits), data)
-    decode_seconds = time.time() - t
-
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]]),
-        "git_revision": rev + ("-dirty" if dirty else ""),
-        "seed": args.seed,
-        "corpus_files": len(seeds),
-        "address_space_cap_bytes": cap,
-        "decode_memory_limit_bytes": limits.max_memory_bytes,
-        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "container": {**parse.summary(), "seconds": round(parse_seconds, 1)},
-        "decode": {**decode.summary(), "seconds": round(decode_seconds, 1)},
-        "total_seconds": round(time.time() - started, 1),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    seconds["decode"] = time.time() - t
+    result = report(True)
     print(json.dumps({k: v for k, v in result.items() if k not in ("container", "decode")}, indent=2))
     for part in ("container", "decode"):
         r = result[part]
