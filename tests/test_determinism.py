@@ -5,6 +5,9 @@ summation order, float precision of the synthesis) and check what must not move.
 """
 
 import copy
+import hashlib
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +127,38 @@ def test_float64_synthesis_moves_pixels_by_at_most_one_level(model, monkeypatch)
     pic64 = codec.decode(data)
     diff = np.abs(pic32.pixels.astype(int) - pic64.pixels.astype(int))
     assert diff.max() <= 1
+
+
+GOLDEN = Path(__file__).parent / "corpus" / "golden.json"
+
+
+def symbol_digest(data: bytes) -> str:
+    """SHA-256 over everything the parse depends on: z, the exact means, table indices, residuals."""
+    model = zoo.load()
+    nac = container.unpack(data)
+    z = model.z_coder.decode(nac.stream(Stream.Z), nac.latent_shapes[1])
+    level = torch.tensor([nac.rate / codec.RATE_SCALE])
+    scales, means = model.net.entropy_parameters(torch.from_numpy(z)[None], level)
+    index = model.y_coder.scale_index(scales[0].numpy())
+    residual = model.y_coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
+    h = hashlib.sha256()
+    for a in (z.astype("<i8"), means.numpy().astype("<f8"), index.astype("<i8"), residual.astype("<i8")):
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def test_corpus_files_parse_to_the_recorded_symbols():
+    """Golden symbols: a new platform, torch or constriction that parsed any old file differently
+    (e.g. other quantized probabilities) fails here instead of silently corrupting images."""
+    golden = json.loads(GOLDEN.read_text())
+    if golden["weights_sha256"] != zoo.card(zoo.DEFAULT_MODEL)["sha256"]:
+        pytest.skip("the recorded symbols belong to other weights; regenerate tests/corpus/golden.json")
+    for name, digest in golden["symbols"].items():
+        assert symbol_digest((GOLDEN.parent / name).read_bytes()) == digest, name
+
+
+if __name__ == "__main__":  # python tests/test_determinism.py  -> rewrites tests/corpus/golden.json
+    symbols = {p.name: symbol_digest(p.read_bytes()) for p in sorted(GOLDEN.parent.glob("*.nac"))}
+    record = {"weights_sha256": zoo.card(zoo.DEFAULT_MODEL)["sha256"], "symbols": symbols}
+    GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
+    print(GOLDEN.read_text())
