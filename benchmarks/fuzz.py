@@ -9,7 +9,7 @@ if it takes over 5 s. Address space is capped at (size after warm-up + 1 GiB) wi
 any allocation over 1 GiB fails and is counted as a crash; decodes use
 ``Limits(max_memory_bytes=1 GiB)`` so the codec's own memory check is what stops big declared
 images. Writes ``benchmarks/results/fuzz.json`` with the command, git revision and figures;
-crashing inputs are saved next to it in ``fuzz-crashes/``. The JSON is rewritten as the run
+crashing and slow (over 5 s) inputs are saved next to it in ``fuzz-crashes/``. The JSON is rewritten as the run
 goes, so a run stopped by ``--max-minutes`` (or killed) still leaves its figures.
 """
 
@@ -73,7 +73,10 @@ class Tally:
         dt = time.perf_counter() - t
         self.executions += 1
         self.max_seconds = max(self.max_seconds, dt)
-        self.hangs += dt > HANG_SECONDS
+        if dt > HANG_SECONDS:
+            self.hangs += 1
+            self.crash_dir.mkdir(parents=True, exist_ok=True)
+            (self.crash_dir / f"{self.name}-slow-{self.hangs}.nac").write_bytes(data)
 
     def summary(self) -> dict:
         return {

@@ -157,3 +157,15 @@ def test_weights_load_and_decode_without_pickle(fresh_zoo, small_nac):
     for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
         fresh_zoo.setattr(module, name, refuse)
     assert neurocodec.decode(small_nac).size == (40, 32)
+
+
+def test_pillow_decompression_bomb_on_encode_is_a_value_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from conftest import photo_like
+
+    path = tmp_path / "big.png"
+    Image.fromarray(photo_like(40, 56)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 2240 pixels is over twice this
+    with pytest.raises(ValueError, match="cannot read"):
+        neurocodec.encode(path)

@@ -68,7 +68,7 @@ def load(image: ImageInput) -> Picture:
             with Image.open(path) as im:
                 im.load()
                 return _from_pil(im)
-        except (Image.UnidentifiedImageError, OSError, SyntaxError) as e:
+        except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
             raise ValueError(f"cannot read {path} as an image: {e}") from None
     raise TypeError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
 
@@ -79,7 +79,7 @@ def load_bytes(data: bytes, what: str = "standard input") -> Picture:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
             return _from_pil(im)
-    except (Image.UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
         raise ValueError(f"cannot read {what} as an image: {e}") from None
 
 
