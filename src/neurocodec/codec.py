@@ -26,9 +26,9 @@ RATE_SCALE = 256
 
 DECODE_BYTES_PER_PIXEL = 640
 DECODE_BASE_BYTES = 64 * 2**20
-"""Peak memory of ``decode`` above the loaded model, per padded pixel and fixed: measured 452 to
-483 bytes per pixel on 0.26 to 1 megapixel photos (docs/security.md), with headroom; a test
-keeps it an upper bound."""
+"""Peak memory of ``decode`` above the loaded model, per padded pixel and fixed: measured 400 to
+537 bytes per padded pixel from 512x512 to 2048x2048 (benchmarks/decode_memory.py), so this
+keeps about 20 % headroom; a test checks it stays an upper bound."""
 
 
 def decode_memory_estimate(width: int, height: int, stride: int = 64) -> int:
