@@ -56,6 +56,16 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
     return float((np.exp(np.trapezoid(ft - fa, grid) / (hi - lo)) - 1) * 100)
 
 
+def bd_rate_ms_ssim(anchor: list[dict], test: list[dict]) -> float | None:
+    """BD-rate on the MS-SSIM axis (in dB, -10 log10(1 - MS-SSIM), as is customary)."""
+    def as_db(points):
+        return [{"bpp": p["bpp"], "psnr": -10 * np.log10(max(1 - p["ms_ssim"], 1e-12))} for p in points]
+
+    if not all("ms_ssim" in p for p in anchor + test):
+        return None
+    return bd_rate(as_db(anchor), as_db(test))
+
+
 def median_time(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -70,7 +80,7 @@ def run_neurocodec(images, qualities, model_id, repeats):
     model = zoo.load(model_id)
     points = []
     for q in qualities:
-        bpps, psnrs, mismatches = [], [], 0
+        bpps, psnrs, ssims, mismatches = [], [], [], 0
         for name, pic in images:
             enc = codec.encode(pic, q, model, reconstruct=True)
             ref = pic.color
@@ -80,9 +90,11 @@ def run_neurocodec(images, qualities, model_id, repeats):
             mismatches += int(p_dec != p_enc)
             bpps.append(8 * len(enc.data) / (pic.width * pic.height))
             psnrs.append(p_dec)
+            ssims.append(metrics.ms_ssim(ref, decoded))
         point = {"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
-                 "decode_psnr_mismatches": mismatches,
-                 "per_image": [{"image": n, "bpp": b, "psnr": p} for (n, _), b, p in zip(images, bpps, psnrs)]}
+                 "ms_ssim": float(np.mean(ssims)), "decode_psnr_mismatches": mismatches,
+                 "per_image": [{"image": n, "bpp": b, "psnr": p, "ms_ssim": m}
+                               for (n, _), b, p, m in zip(images, bpps, psnrs, ssims)]}
         points.append(point)
         print(f"  neurocodec q{q}: {point['bpp']:.3f} bpp, {point['psnr']:.2f} dB", flush=True)
     pic = images[0][1]
@@ -99,12 +111,16 @@ def run_neurocodec(images, qualities, model_id, repeats):
 def run_pillow(images, name, qualities, repeats):
     points = []
     for q in qualities:
-        bpps, psnrs = [], []
+        bpps, psnrs, ssims = [], [], []
         for _, pic in images:
             c = baselines.compress(pic.color, name, q)
             bpps.append(8 * len(c.data) / (pic.width * pic.height))
             psnrs.append(metrics.psnr(pic.color, c.pixels))
-        points.append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))})
+            ssims.append(metrics.ms_ssim(pic.color, c.pixels))
+        points.append({"quality": q, "bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)),
+                       "ms_ssim": float(np.mean(ssims)),
+                       "per_image": [{"image": n, "bpp": b, "psnr": p, "ms_ssim": m}
+                                     for (n, _), b, p, m in zip(images, bpps, psnrs, ssims)]})
     pic = images[0][1].color
     blob = baselines.compress(pic, name, 50).data
 
@@ -165,6 +181,23 @@ def git_revision() -> str:
         return "unknown"
 
 
+def record_history(result: dict, name: str, path: Path) -> None:
+    """Keep one line per (model weights, results file) in ``history.json``: progress stays visible
+    after ``<name>.json`` is overwritten by the next model's run."""
+    history = json.loads(path.read_text()) if path.exists() else []
+    ours = result["codecs"]["neurocodec"]
+    entry = {
+        "results": f"{name}.json", "date": result["date"], "git_revision": result["git_revision"],
+        "model": result["model"]["id"], "weights_sha256": result["model"]["weights_sha256"],
+        "images": result["images"],
+        "bd_rate_vs_jpeg_percent": {c: e.get("bd_rate_vs_jpeg_percent") for c, e in result["codecs"].items()},
+        "bpp_range": [min(p["bpp"] for p in ours["points"]), max(p["bpp"] for p in ours["points"])],
+        "encode_s": ours["timing"]["encode_s"], "decode_s": ours["timing"]["decode_s"],
+    }
+    history = [h for h in history if (h["results"], h["weights_sha256"]) != (entry["results"], entry["weights_sha256"])]
+    path.write_text(json.dumps(history + [entry], indent=1) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
@@ -217,6 +250,7 @@ def main(argv: list[str] | None = None) -> dict:
         anchor = result["codecs"]["jpeg"]["points"]
         for c, entry in result["codecs"].items():
             entry["bd_rate_vs_jpeg_percent"] = bd_rate(anchor, entry["points"])
+            entry["bd_rate_ms_ssim_vs_jpeg_percent"] = bd_rate_ms_ssim(anchor, entry["points"])
     if args.dir.resolve() == DEFAULT_DIR.resolve():
         result["reference_curves"] = reference_curves()
         jpeg_ref = result["reference_curves"].get("jpeg (measured)")
@@ -224,10 +258,15 @@ def main(argv: list[str] | None = None) -> dict:
             result["reference_bd_rate_vs_measured_jpeg_percent"] = {
                 k: bd_rate(jpeg_ref, v) for k, v in result["reference_curves"].items()
             }
+        ours = result["codecs"]["neurocodec"]["points"]
+        result["codecs"]["neurocodec"]["bd_rate_vs_reference_percent"] = {
+            k: bd_rate(v, ours) for k, v in result["reference_curves"].items()
+        }
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     plot(result, out / f"{name}.png")
+    record_history(result, name, out / "history.json")
     for c, entry in result["codecs"].items():
         bd = entry.get("bd_rate_vs_jpeg_percent")
         print(f"{c:>10}: BD-rate vs JPEG {bd:+.1f} %" if bd is not None else f"{c:>10}: no BD-rate",

@@ -25,14 +25,27 @@ __all__ = [
 ]
 
 
-def encode(image: ImageInput, quality: int = 75, model: str | None = None) -> bytes:
+def encode(
+    image: ImageInput,
+    quality: int = 75,
+    model: str | None = None,
+    target_bpp: float | None = None,
+    target_psnr: float | None = None,
+) -> bytes:
     """Compress ``image`` (path, PIL image, or HxW / HxWx3 / HxWx4 uint8 array) to ``.nac`` bytes.
 
     ``quality`` runs from 1 to 100 like Pillow's JPEG: higher means more bits and more fidelity.
+    ``target_bpp`` or ``target_psnr`` replace it with a goal: the file lands within 5 % of the bits
+    per pixel or 0.2 dB of the PSNR, or a ``neurocodec.targets.TargetWarning`` says why it could not.
     """
     from . import codec, io, zoo
 
-    return codec.encode(io.load(image), quality, zoo.load(zoo.resolve(model))).data
+    pic, m = io.load(image), zoo.load(zoo.resolve(model))
+    if target_bpp is not None or target_psnr is not None:
+        from .targets import encode_to_target
+
+        return encode_to_target(pic, m, target_bpp, target_psnr).encoded.data
+    return codec.encode(pic, quality, m).data
 
 
 def decode(data: bytes | bytearray | memoryview, limits: Limits | None = None) -> Image.Image:
@@ -47,12 +60,13 @@ def decode(data: bytes | bytearray | memoryview, limits: Limits | None = None) -
 
 
 def encode_file(
-    src: str | os.PathLike, dst: str | os.PathLike, quality: int = 75, model: str | None = None, force: bool = False
+    src: str | os.PathLike, dst: str | os.PathLike, quality: int = 75, model: str | None = None, force: bool = False,
+    target_bpp: float | None = None, target_psnr: float | None = None,
 ) -> dict:
     """Encode the image file ``src`` into ``dst`` atomically; returns ``read_info`` of the result."""
     from .io import atomic_write
 
-    data = encode(Path(src), quality, model)
+    data = encode(Path(src), quality, model, target_bpp, target_psnr)
     atomic_write(dst, data, force=force)
     return read_info(data)
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import typer
 
 app = typer.Typer(
@@ -34,6 +35,8 @@ def encode(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
+    bpp: Optional[float] = typer.Option(None, "--bpp", help="Aim for this many bits per pixel instead of a quality."),
+    psnr: Optional[float] = typer.Option(None, "--psnr", help="Aim for this PSNR (dB) instead of a quality."),
 ) -> None:
     """Compress an image to .nac and report bpp and PSNR next to JPEG at the same size."""
     from . import baselines, codec, io, metrics, zoo
@@ -41,7 +44,20 @@ def encode(
     dst = output or _default_output(src, ".nac")
     pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
     m = zoo.load(zoo.resolve(model))
-    enc = codec.encode(pic, quality, m, reconstruct=not quiet)
+    if bpp is not None or psnr is not None:
+        import warnings
+
+        from .targets import encode_to_target
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hit = encode_to_target(pic, m, bpp, psnr)
+        enc = hit.encoded
+        quality = codec.container.unpack(enc.data).quality
+        if not hit.met:
+            typer.echo(f"neurocodec: target not met: {hit.note}", err=True)
+    else:
+        enc = codec.encode(pic, quality, m, reconstruct=not quiet)
     io.write_output(dst, enc.data, force=force)
     if quiet:
         return
@@ -101,6 +117,29 @@ def _reporter(dst: Path):
     """Where reports go: stderr when stdout carries the data, stdout otherwise."""
     to_stderr = str(dst) == "-"
     return lambda message: typer.echo(message, err=to_stderr)
+
+
+@app.command()
+def enhance(
+    src: Path = typer.Argument(..., help="A JPEG (or any image) with compression artifacts."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image [default: SRC with .enhanced.png]."),
+    model: str = typer.Option("paper-dncnn", "--model", "-m", help="Artifact-removal model."),
+    force: bool = FORCE,
+) -> None:
+    """Remove JPEG block and ringing artifacts with the DnCNN post-filter."""
+    from . import io, papers, zoo
+
+    dst = output or src.with_name(src.stem + ".enhanced.png")
+    pic = io.load(src)
+    m = zoo.load(model)
+    if getattr(m, "family", None) != "jpeg+dncnn":
+        raise ValueError(f"model '{model}' is not an artifact remover (try paper-dncnn)")
+    pixels = papers.enhance(pic.color, m)
+    if pic.mode == "RGBA":
+        pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
+    image = io.Picture(pixels, pic.icc).to_pil()
+    io.atomic_write(dst, io.image_bytes(image, dst), force=force)
+    typer.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, artifacts removed with {model}")
 
 
 @app.command()

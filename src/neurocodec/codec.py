@@ -19,7 +19,7 @@ from . import container
 from .container import Limits, NacFile, Stream
 from .errors import NacFormatError, NacLimitError, NacModelError
 from .io import Picture
-from .zoo import PhotoModel, load
+from .zoo import Model, PhotoModel, load
 
 RATE_SCALE = 256
 """The header's rate field counts model levels in steps of 1/256 (dyadic, so gains interpolate exactly)."""
@@ -49,11 +49,20 @@ def _reproducible():
         torch.backends.mkldnn.enabled = previous
 
 
-def quality_to_rate(quality: int, levels: int) -> int:
-    """Quality 1..100 spreads linearly over the model's trained levels (monotone in bits)."""
+def check_quality(quality: int) -> int:
     if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 1 <= quality <= 100:
         raise ValueError(f"quality must be an integer from 1 to 100, got {quality!r}")
-    return round((int(quality) - 1) / 99 * (levels - 1) * RATE_SCALE)
+    return int(quality)
+
+
+def quality_to_rate(quality: int, levels: int) -> int:
+    """Quality 1..100 spreads linearly over the model's trained levels (monotone in bits)."""
+    return round((check_quality(quality) - 1) / 99 * (levels - 1) * RATE_SCALE)
+
+
+def rate_to_quality(rate: int, levels: int) -> int:
+    """The quality whose rate is nearest to ``rate`` (what the header records for targeted encodes)."""
+    return int(np.clip(round(1 + rate / ((levels - 1) * RATE_SCALE) * 99), 1, 100))
 
 
 @dataclass(frozen=True)
@@ -81,10 +90,24 @@ def _to_pixels(x: torch.Tensor, h: int, w: int, mode: str) -> np.ndarray:
 
 
 @torch.inference_mode()
-def encode(pic: Picture, quality: int = 75, model: PhotoModel | None = None, reconstruct: bool = False) -> Encoded:
+def encode(
+    pic: Picture, quality: int = 75, model: Model | None = None, reconstruct: bool = False, rate: int | None = None
+) -> Encoded:
+    """Code ``pic`` at ``quality``, or (photo models) at the exact header ``rate`` when given."""
     model = model or load()
+    if not isinstance(model, PhotoModel):
+        from . import papers
+
+        nac, recon = papers.encode(pic, check_quality(quality), model, reconstruct)
+        return Encoded(container.pack(nac), recon)
     net = model.net
-    rate = quality_to_rate(quality, model.levels)
+    max_rate = (model.levels - 1) * RATE_SCALE
+    if rate is None:
+        rate = quality_to_rate(quality, model.levels)
+    elif not 0 <= rate <= max_rate:
+        raise ValueError(f"rate must be within 0..{max_rate} for model '{model.model_id}', got {rate}")
+    else:
+        quality = rate_to_quality(rate, model.levels)
     level = torch.tensor([rate / RATE_SCALE])
     rgb = np.repeat(pic.color, 3, axis=2) if pic.mode == "L" else pic.color
     x = _to_tensor(rgb, net.STRIDE)
@@ -122,7 +145,7 @@ def _assemble(pixels: np.ndarray, icc: bytes | None, alpha: np.ndarray | None) -
     return Picture(pixels, icc)
 
 
-def check_model(nac: NacFile) -> PhotoModel:
+def check_model(nac: NacFile) -> Model:
     """The installed model that wrote ``nac``, or a ``NacModelError`` naming what differs."""
     model = load(nac.model_id)
     if model.digest != nac.weights_digest:
@@ -137,6 +160,10 @@ def check_model(nac: NacFile) -> PhotoModel:
 def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
     nac = container.unpack(data, limits)
     model = check_model(nac)
+    if not isinstance(model, PhotoModel):
+        from . import papers
+
+        return papers.decode(nac, model)
     net = model.net
     max_rate = (model.levels - 1) * RATE_SCALE
     if nac.rate > max_rate:
@@ -157,7 +184,7 @@ def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
         )
     alpha = None
     if nac.mode == "RGBA":
-        alpha = _inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)
+        alpha = inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)
     level = torch.tensor([nac.rate / RATE_SCALE])
     z_int = model.z_coder.decode(nac.stream(Stream.Z), expected[1])
     scales, means = net.entropy_parameters(torch.from_numpy(z_int)[None], level)
@@ -171,7 +198,7 @@ def decode(data: bytes, limits: Limits = container.DEFAULT_LIMITS) -> Picture:
     return _assemble(pixels, icc, alpha)
 
 
-def _inflate_alpha(data: bytes, width: int, height: int) -> np.ndarray:
+def inflate_alpha(data: bytes, width: int, height: int) -> np.ndarray:
     want = width * height
     try:
         d = zlib.decompressobj()

@@ -13,6 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
@@ -20,6 +21,9 @@ import numpy as np
 from .entropy import FactorizedCoder, GaussianCoder
 from .errors import NacModelError
 from .nets.hyperprior import EXACT_SUM_LIMIT, HyperpriorConfig, MeanScaleHyperprior
+
+if TYPE_CHECKING:
+    from .papers import PaperModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = "photo-hp64"
@@ -60,7 +64,7 @@ def _ragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
 
 
 @functools.lru_cache(maxsize=8)
-def load(model_id: str = DEFAULT_MODEL) -> PhotoModel:
+def load(model_id: str = DEFAULT_MODEL) -> "Model":
     from safetensors import safe_open
 
     meta_card = card(model_id)
@@ -76,6 +80,11 @@ def load(model_id: str = DEFAULT_MODEL) -> PhotoModel:
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     cfg = json.loads(meta["config"])
+    digest = bytes.fromhex(sha)[:8]
+    if cfg.get("family", "hyperprior") != "hyperprior":
+        from . import papers
+
+        return papers.build(model_id, digest, meta_card, cfg, tensors)
     cfg["lambdas"] = tuple(cfg["lambdas"])
     net = MeanScaleHyperprior(HyperpriorConfig(**cfg))
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("tables.")}
@@ -92,7 +101,10 @@ def load(model_id: str = DEFAULT_MODEL) -> PhotoModel:
     t = {k: v.numpy() for k, v in tensors.items() if k.startswith("tables.")}
     z_coder = FactorizedCoder(t["tables.z_offsets"], _ragged(t["tables.z_pmfs"], t["tables.z_lengths"]))
     y_coder = GaussianCoder(t["tables.y_scales"], t["tables.y_radii"], _ragged(t["tables.y_pmfs"], t["tables.y_lengths"]))
-    return PhotoModel(model_id, bytes.fromhex(sha)[:8], net, z_coder, y_coder, meta_card)
+    return PhotoModel(model_id, digest, net, z_coder, y_coder, meta_card)
+
+
+Model = Union[PhotoModel, "PaperModel"]
 
 
 def resolve(model_id: str | None) -> str:

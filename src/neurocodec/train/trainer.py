@@ -34,6 +34,7 @@ class TrainConfig:
     decay_at: float = 0.9  # fraction of steps after which lr drops 10x
     clip: float = 1.0
     seed: int = 0
+    amp: bool = True  # bfloat16 autocast for the transforms on CUDA (ignored on the CPU)
     holdout_every: int = 16
     log_every: int = 200
     model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
@@ -44,8 +45,13 @@ class TrainConfig:
         return HyperpriorConfig(**m)
 
 
-def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor):
-    out = model(x, level)
+def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor,
+            amp: bool = False):
+    """Per-batch R + lambda D; with ``amp`` the forward pass runs under CUDA bfloat16 autocast and
+    the rate and distortion are summed in float32 (bfloat16 sums of log-likelihoods lose bits)."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        out = model(x, level)
+    out = {k: v.float() for k, v in out.items()}
     pixels = x.shape[2] * x.shape[3]
     bits = -(torch.log2(out["y_likelihood"]).sum((1, 2, 3)) + torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
     bpp = bits / pixels
@@ -162,7 +168,7 @@ def train(
             g["lr"] = lr
         x = sampler.sample(cfg.batch)
         level = torch.randint(levels, (cfg.batch,), device=dev).float()
-        loss, bpp, mse = rd_loss(model, x, level, lambdas)
+        loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)

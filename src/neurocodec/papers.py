@@ -1,0 +1,193 @@
+"""Coding with the papers' models: their codes become real ``.nac`` bytes.
+
+Two families share the container with the photo model:
+
+* ``autoencoder`` (paper-cae20-*, paper-fc196-mnist, paper-cae28-mnist, paper-denoise-fmnist):
+  a 28x28 grey image -> the paper's code -> quantized with step ``k * fine_step`` (the header's
+  rate field holds the odd multiplier k, chosen from quality by the model's step table) ->
+  one PMF per code position (``entropy.HistogramCoder``) -> stream Y. Decoding inverts it; a
+  model with a ``refiner`` (the denoising stage) runs a second network on the reconstruction.
+* ``jpeg+dncnn`` (paper-dncnn): stream Y holds a baseline JPEG written by Pillow at the chosen
+  quality; decoding decodes it and subtracts the artifact DnCNN predicts. ``enhance`` is the same
+  post-filter for any JPEG.
+
+The bitstream of either family depends only on integer tables and the file's bytes; the networks
+shape the pixels, never the parse.
+"""
+
+from __future__ import annotations
+
+import io as _io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from .container import NacFile, Stream
+from .entropy.histogram import HistogramCoder
+from .errors import NacFormatError
+from .io import Picture
+from .nets.papers import ARCHITECTURES, DnCNN
+
+FAMILIES = ("autoencoder", "jpeg+dncnn")
+DIGIT_SIZE = 28
+
+
+@dataclass(frozen=True)
+class PaperModel:
+    model_id: str
+    digest: bytes
+    card: dict
+    family: str
+    net: nn.Module  # the autoencoder, or the DnCNN
+    coder: HistogramCoder | None = None
+    steps: tuple[int, ...] = ()  # quality 1..100 -> odd step multiplier k (autoencoders)
+    refiner: nn.Module | None = None  # a second network applied to decoded pixels
+
+    @property
+    def code_shape(self) -> tuple[int, int, int]:
+        return tuple(self.net.CODE_SHAPE)
+
+
+def build(model_id: str, digest: bytes, card: dict, config: dict, tensors: dict[str, torch.Tensor]) -> PaperModel:
+    """Assemble a ``PaperModel`` from a verified weight file's config and tensors."""
+    family = config["family"]
+
+    def network(prefix: str) -> nn.Module:
+        arch = config[f"{prefix}_arch"]
+        net = DnCNN(depth=config["depth"]) if arch == "dncnn" else ARCHITECTURES[arch]()
+        params = {k[len(prefix) + 1 :]: v.float() for k, v in tensors.items() if k.startswith(prefix + ".")}
+        net.load_state_dict(params)
+        return net.eval().requires_grad_(False)
+
+    if family == "jpeg+dncnn":
+        return PaperModel(model_id, digest, card, family, network("net"))
+    coder = HistogramCoder(tensors["tables.counts"].numpy(), config["origin"], config["fine_step"])
+    steps = tuple(int(k) for k in tensors["tables.steps"].tolist())
+    refiner = network("refiner") if "refiner_arch" in config else None
+    return PaperModel(model_id, digest, card, family, network("net"), coder, steps, refiner)
+
+
+# ----- autoencoders ------------------------------------------------------------------------------
+def _grey(pic: Picture, model_id: str) -> np.ndarray:
+    if (pic.width, pic.height) != (DIGIT_SIZE, DIGIT_SIZE):
+        raise ValueError(
+            f"model '{model_id}' codes {DIGIT_SIZE}x{DIGIT_SIZE} grey images (MNIST-style); "
+            f"this image is {pic.width}x{pic.height}"
+        )
+    if pic.mode == "L":
+        return pic.pixels[:, :, 0]
+    return np.asarray(Image.fromarray(np.ascontiguousarray(pic.color)).convert("L"))
+
+
+def _pixels(x: torch.Tensor) -> np.ndarray:
+    return x[0].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def _decode_code(model: PaperModel, code: np.ndarray) -> np.ndarray:
+    x = model.net.decode(torch.from_numpy(code).float().view(1, *model.code_shape))
+    if model.refiner is not None:
+        x = model.refiner(x.clamp(0, 1))
+    return _pixels(x)
+
+
+@torch.inference_mode()
+def encode(pic: Picture, quality: int, model: PaperModel, reconstruct: bool) -> tuple[NacFile, Picture | None]:
+    if model.family == "jpeg+dncnn":
+        return _encode_jpeg(pic, quality, model, reconstruct)
+    grey = _grey(pic, model.model_id)
+    k = model.steps[quality - 1]
+    x = torch.from_numpy(grey.copy()).float().div_(255)[None, None]
+    code = model.net.encode(x).double().numpy().reshape(-1)
+    symbols = model.coder.symbols(code, k)
+    nac = NacFile(
+        model_id=model.model_id, weights_digest=model.digest, quality=quality, rate=k,
+        width=DIGIT_SIZE, height=DIGIT_SIZE, mode="L", latent_shapes=(model.code_shape,),
+        streams=((Stream.Y, model.coder.encode(symbols, k)),),
+    )
+    recon = Picture(_decode_code(model, model.coder.values(symbols, k))) if reconstruct else None
+    return nac, recon
+
+
+@torch.inference_mode()
+def decode(nac: NacFile, model: PaperModel) -> Picture:
+    if model.family == "jpeg+dncnn":
+        return _decode_jpeg(nac, model)
+    if (nac.width, nac.height, nac.mode) != (DIGIT_SIZE, DIGIT_SIZE, "L"):
+        raise NacFormatError(
+            f"model '{model.model_id}' decodes {DIGIT_SIZE}x{DIGIT_SIZE} L images, the header says "
+            f"{nac.width}x{nac.height} {nac.mode}"
+        )
+    if nac.latent_shapes != (model.code_shape,):
+        raise NacFormatError(f"latent shapes {list(nac.latent_shapes)} differ from the model's {[model.code_shape]}")
+    k = nac.rate
+    if k not in set(model.steps):
+        raise NacFormatError(f"rate {k} is not one of this model's quantization steps")
+    symbols = model.coder.decode(nac.stream(Stream.Y), k)
+    return Picture(_decode_code(model, model.coder.values(symbols, k)))
+
+
+# ----- JPEG + DnCNN ------------------------------------------------------------------------------
+def _jpeg_bytes(color: np.ndarray, quality: int) -> bytes:
+    buf = _io.BytesIO()
+    arr = color[:, :, 0] if color.shape[2] == 1 else color
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def _encode_jpeg(pic: Picture, quality: int, model: PaperModel, reconstruct: bool) -> tuple[NacFile, Picture | None]:
+    import zlib
+
+    jpeg = _jpeg_bytes(pic.color, quality)
+    streams = [(Stream.Y, jpeg)]
+    alpha = pic.pixels[:, :, 3:] if pic.mode == "RGBA" else None
+    if alpha is not None:
+        streams.append((Stream.ALPHA, zlib.compress(alpha.tobytes(), 9)))
+    if pic.icc:
+        streams.append((Stream.ICC, pic.icc))
+    nac = NacFile(
+        model_id=model.model_id, weights_digest=model.digest, quality=quality, rate=quality,
+        width=pic.width, height=pic.height, mode=pic.mode, latent_shapes=(), streams=tuple(streams),
+    )
+    recon = _decode_jpeg(nac, model) if reconstruct else None
+    return nac, recon
+
+
+def _read_jpeg(data: bytes, width: int, height: int, grey: bool) -> np.ndarray:
+    try:
+        with Image.open(_io.BytesIO(data), formats=["JPEG"]) as im:
+            if im.size != (width, height):
+                raise NacFormatError(f"JPEG stream is {im.size[0]}x{im.size[1]}, the header says {width}x{height}")
+            arr = np.asarray(im.convert("L" if grey else "RGB"))
+    except NacFormatError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:
+        raise NacFormatError(f"JPEG stream is damaged: {e}") from None
+    return arr[:, :, None] if grey else arr
+
+
+def _decode_jpeg(nac: NacFile, model: PaperModel) -> Picture:
+    from .codec import inflate_alpha
+
+    grey = nac.mode == "L"
+    if nac.latent_shapes:
+        raise NacFormatError(f"a {model.family} file has no latents, this one declares {list(nac.latent_shapes)}")
+    pixels = enhance(_read_jpeg(nac.stream(Stream.Y), nac.width, nac.height, grey), model)
+    if nac.mode == "RGBA":
+        pixels = np.concatenate([pixels, inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)], axis=2)
+    icc = nac.stream(Stream.ICC) if nac.has_stream(Stream.ICC) else None
+    return Picture(pixels, icc)
+
+
+@torch.inference_mode()
+def enhance(color: np.ndarray, model: PaperModel) -> np.ndarray:
+    """Remove compression artifacts from (H, W, 1|3) uint8 pixels with the DnCNN of ``model``."""
+    grey = color.shape[2] == 1
+    rgb = np.repeat(color, 3, axis=2) if grey else color
+    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255)[None]
+    out = _pixels(model.net(x))
+    if grey:
+        return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
+    return out
