@@ -83,7 +83,10 @@ def _to_tensor(rgb: np.ndarray, stride: int) -> torch.Tensor:
 
 
 def _to_pixels(x: torch.Tensor, h: int, w: int, mode: str) -> np.ndarray:
-    rgb = x[0, :, :h, :w].clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    """Synthesis output to uint8. NaN (from hostile escape values big enough to overflow g_s)
+    becomes 0 explicitly: casting NaN to an integer is undefined and differs between CPUs."""
+    x = torch.nan_to_num(x[0, :, :h, :w], nan=0.0)
+    rgb = x.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     if mode == "L":
         return np.round(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return rgb
