@@ -82,22 +82,6 @@ def test_same_input_gives_the_same_bytes_twice(rgb):
     assert neurocodec.encode(rgb, quality=50) == neurocodec.encode(rgb, quality=50)
 
 
-def test_bytes_and_pixels_do_not_depend_on_the_thread_count():
-    img = photo_like(128, 192, seed=5)
-    before = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            data = neurocodec.encode(img, quality=70)
-            results.append((data, np.asarray(neurocodec.decode(data))))
-    finally:
-        torch.set_num_threads(before)
-    for data, pixels in results[1:]:
-        assert data == results[0][0]
-        np.testing.assert_array_equal(pixels, results[0][1])
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_and_cpu_read_each_others_files():
     img = photo_like(128, 192, seed=6)

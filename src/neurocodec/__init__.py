@@ -14,13 +14,14 @@ from pathlib import Path
 
 from PIL import Image
 
+from .container import Limits
 from .errors import NacError, NacFormatError, NacLimitError, NacModelError
 from .io import ImageInput
 
 __version__ = "0.1.0"
 __all__ = [
     "encode", "decode", "encode_file", "decode_file", "read_info", "models",
-    "NacError", "NacFormatError", "NacModelError", "NacLimitError", "__version__",
+    "Limits", "NacError", "NacFormatError", "NacModelError", "NacLimitError", "__version__",
 ]
 
 
@@ -49,14 +50,18 @@ def encode(
     return codec.encode(pic, quality, m, device=device).data
 
 
-def decode(data: bytes | bytearray | memoryview, device: str | None = None) -> Image.Image:
+def decode(
+    data: bytes | bytearray | memoryview, limits: Limits | None = None, device: str | None = None
+) -> Image.Image:
     """Decompress ``.nac`` bytes to a PIL image in the mode that was encoded (L, RGB or RGBA).
 
+    ``limits`` bounds what an untrusted file may make the decoder allocate (pixels, sides,
+    metadata, memory); anything over raises ``NacLimitError`` before the allocation.
     ``device`` ("cpu" or "cuda") runs the synthesis; the default is CUDA when torch sees a GPU.
     """
-    from . import codec
+    from . import codec, container
 
-    return codec.decode(bytes(data), device=device).to_pil()
+    return codec.decode(bytes(data), limits or container.DEFAULT_LIMITS, device=device).to_pil()
 
 
 def encode_file(
@@ -72,21 +77,22 @@ def encode_file(
 
 
 def decode_file(
-    src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, device: str | None = None
+    src: str | os.PathLike, dst: str | os.PathLike, force: bool = False, limits: Limits | None = None,
+    device: str | None = None,
 ) -> Image.Image:
     """Decode ``src`` and write the image format named by ``dst``'s extension, atomically."""
     from .io import atomic_write, image_bytes
 
-    image = decode(Path(src).read_bytes(), device)
+    image = decode(Path(src).read_bytes(), limits, device)
     atomic_write(dst, image_bytes(image, dst), force=force)
     return image
 
 
-def read_info(data: bytes | bytearray | memoryview) -> dict:
+def read_info(data: bytes | bytearray | memoryview, limits: Limits | None = None) -> dict:
     """Header fields of a ``.nac`` file (validated, nothing decoded), and its bits per pixel."""
     from . import container
 
-    nac = container.unpack(bytes(data))
+    nac = container.unpack(bytes(data), limits or container.DEFAULT_LIMITS)
     return {
         "format_version": "%d.%d" % container.VERSION,
         "model": nac.model_id,

@@ -1,7 +1,9 @@
 """The ``neurocodec`` command line: encode, decode, info, compare, models, train.
 
-Exit codes: 0 success, 1 bad input or usage (one line on stderr, no traceback), 2 internal error.
-Outputs are written atomically and never overwrite an existing file without ``--force``.
+Exit codes: 0 success, 1 bad input or usage (one line on stderr, no traceback), 2 internal error,
+130 after Ctrl-C during a command.
+Outputs are written atomically and never overwrite an existing file without ``--force``; ``-``
+as a source or output means standard input or output (reports then go to stderr).
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: 
 
 @app.command()
 def encode(
-    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...), or a folder of them."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file (default: SRC with .nac), or folder."),
+    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...), a folder of them, or - for standard input."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file, - for standard output, or a folder [default: SRC with .nac]."),
     quality: int = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
@@ -100,8 +102,8 @@ def encode(
             raise ValueError("--bpp and --psnr apply to single files, not folders (use --quality)")
         return _folder("encode", src, output, engine, workers, quality=quality, model=model,
                        force=force, device=device)
-    dst = output or src.with_suffix(".nac")
-    pic = io.load(src)
+    dst = output or _default_output(src, ".nac")
+    pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
     m = zoo.load(zoo.resolve(model))
     if bpp is not None or psnr is not None:
         import warnings
@@ -117,15 +119,16 @@ def encode(
             typer.echo(f"neurocodec: target not met: {hit.note}", err=True)
     else:
         enc = codec.encode(pic, quality, m, reconstruct=not quiet, device=device)
-    io.atomic_write(dst, enc.data, force=force)
+    io.write_output(dst, enc.data, force=force)
     if quiet:
         return 0
+    echo = _reporter(dst)
     pixels = pic.color
     ours = enc.reconstruction.color
     n = len(enc.data)
     bpp = 8 * n / (pic.width * pic.height)
     p = metrics.psnr(pixels, ours)
-    typer.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
+    echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
           f"PSNR {p:.2f} dB (quality {quality}, model {m.model_id})")
     jpeg = baselines.at_least(pixels, "jpeg", n)
     jp = metrics.psnr(pixels, jpeg.pixels)
@@ -134,52 +137,77 @@ def encode(
         verdict = f"neurocodec is {p - jp:+.2f} dB"
     else:
         verdict = "JPEG cannot spend that many bytes"
-    typer.echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
+    echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
           f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
     return 0
 
 
 @app.command()
 def decode(
-    src: Path = typer.Argument(..., help=".nac file to decompress, or a folder of them."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, format from the extension (default: SRC with .png), or folder."),
+    src: Path = typer.Argument(..., help=".nac file to decompress, a folder of them, or - for standard input."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output, or a folder; format from extension [default: SRC with .png]."),
     force: bool = FORCE,
+    fmt: Optional[str] = typer.Option(None, "--format", help="Image format (png, jpeg, webp, tiff, ...) instead of the extension's [default for -: png]."),
+    max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse files declaring more pixels [default: 2^28]."),
+    max_memory: Optional[int] = typer.Option(None, "--max-memory", min=1, help="Refuse files whose decode needs more MiB [default: 8192]."),
     threads: Optional[int] = THREADS,
     device: Optional[str] = DEVICE,
     workers: Optional[int] = WORKERS,
     engine: str = ENGINE,
 ) -> int:
-    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by the output extension).
+    """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by --format or the output extension).
 
     With a folder: decode every .nac under it to PNG files in OUTDIR (same relative paths),
     skipping files already done, and print a summary; exit status 1 if any file failed.
     """
-    from . import decode_file
+    from dataclasses import replace
+
+    from . import container, io
+    from . import decode as decode_bytes
 
     _set_threads(threads)
     device = _check_device(device)
     if src.is_dir():
         return _folder("decode", src, output, engine, workers, force=force, device=device)
-    dst = output or src.with_suffix(".png")
-    if not src.is_file():
-        raise FileNotFoundError(f"no such file: {src}")
-    image = decode_file(src, dst, force=force, device=device)
-    typer.echo(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+    dst = output or _default_output(src, ".png")
+    limits = container.DEFAULT_LIMITS
+    if max_pixels is not None:
+        limits = replace(limits, max_pixels=max_pixels)
+    if max_memory is not None:
+        limits = replace(limits, max_memory_bytes=max_memory * 2**20)
+    image = decode_bytes(io.read_input(src), limits, device)
+    data = io.image_bytes(image, dst, fmt or ("png" if str(dst) == io.STDIO else None))
+    io.write_output(dst, data, force=force)
+    _reporter(dst)(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
     return 0
+
+
+def _default_output(src: Path, suffix: str) -> Path:
+    if str(src) == "-":
+        raise ValueError("reading standard input needs --output FILE (or --output - for standard output)")
+    return src.with_suffix(suffix)
+
+
+def _reporter(dst: Path):
+    """Where reports go: stderr when stdout carries the data, stdout otherwise."""
+    to_stderr = str(dst) == "-"
+    return lambda message: typer.echo(message, err=to_stderr)
 
 
 @app.command()
 def enhance(
-    src: Path = typer.Argument(..., help="A JPEG (or any image) with compression artifacts."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image [default: SRC with .enhanced.png]."),
+    src: Path = typer.Argument(..., help="A JPEG (or any image) with compression artifacts; - reads standard input."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output [default: SRC with .enhanced.png]."),
     model: str = typer.Option("paper-dncnn", "--model", "-m", help="Artifact-removal model."),
     force: bool = FORCE,
-) -> None:
+) -> int:
     """Remove JPEG block and ringing artifacts with the DnCNN post-filter."""
     from . import io, papers, zoo
 
+    if output is None and str(src) == io.STDIO:
+        raise ValueError("reading standard input needs --output FILE (or --output - for standard output)")
     dst = output or src.with_name(src.stem + ".enhanced.png")
-    pic = io.load(src)
+    pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
     m = zoo.load(model)
     if getattr(m, "family", None) != "jpeg+dncnn":
         raise ValueError(f"model '{model}' is not an artifact remover (try paper-dncnn)")
@@ -187,8 +215,9 @@ def enhance(
     if pic.mode == "RGBA":
         pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
     image = io.Picture(pixels, pic.icc).to_pil()
-    io.atomic_write(dst, io.image_bytes(image, dst), force=force)
-    typer.echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, artifacts removed with {model}")
+    io.write_output(dst, io.image_bytes(image, dst, "png" if str(dst) == io.STDIO else None), force=force)
+    _reporter(dst)(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, artifacts removed with {model}")
+    return 0
 
 
 @app.command()

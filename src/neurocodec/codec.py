@@ -17,7 +17,7 @@ import torch
 
 from . import container, tiling
 from .container import Limits, NacFile, Stream
-from .errors import NacFormatError, NacModelError
+from .errors import NacFormatError, NacLimitError, NacModelError
 from .io import Picture
 from .nets.inference import InferenceTransforms, default_device, fixed_point_h_s, transforms
 from .zoo import Model, PhotoModel, load
@@ -27,6 +27,25 @@ RATE_SCALE = 256
 
 Tile = Union[int, None, Literal["auto"]]
 """Latent cells per tile side; ``None`` codes in one piece, ``"auto"`` lets ``tiling.auto_tile`` decide."""
+
+DECODE_BASE_BYTES = 64 * 2**20
+DECODE_BYTES_PER_PIXEL = 640
+"""Peak memory of an untiled g_s above the loaded model, per padded pixel: measured 400 to 537 bytes
+per padded pixel from 512x512 to 2048x2048 (benchmarks/decode_memory.py), so this keeps about 20 %
+headroom; a test checks it stays an upper bound."""
+DECODE_BYTES_PER_PIXEL_TILED = 48
+"""What a tiled decode keeps for the whole image (float64 means and scales, residuals, the uint8
+output): measured about 27 bytes per pixel at 24 megapixels (benchmarks/results/speed.json)."""
+
+
+def decode_memory_estimate(width: int, height: int, stride: int = 64) -> int:
+    """Bytes ``decode`` may need for an image of this size, known from the header alone: the
+    whole-image working set untiled, or one tile's plus the whole-image latents when tiled."""
+    hp, wp = _padded_size(height, width, stride)
+    if tiling.auto_tile(hp // 16, wp // 16) is None:
+        return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * hp * wp
+    tile_pixels = ((tiling.TILE + 2 * tiling.HALO) * 16) ** 2
+    return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * tile_pixels + DECODE_BYTES_PER_PIXEL_TILED * hp * wp
 
 
 def check_quality(quality: int) -> int:
@@ -128,7 +147,10 @@ def _synthesis(
 
 
 def _to_pixels(x: torch.Tensor, mode: str) -> np.ndarray:
-    rgb = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()  # x is ours
+    """Synthesis output to uint8. NaN (from hostile escape values big enough to overflow g_s)
+    becomes 0 explicitly: casting NaN to an integer is undefined and differs between CPUs."""
+    x = torch.nan_to_num_(x, nan=0.0)  # x is ours
+    rgb = x.clamp_(0, 1).mul_(255).round_().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     if mode == "L":
         return np.round(rgb.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return rgb
@@ -230,6 +252,12 @@ def decode(
         raise NacFormatError(
             f"latent shapes {list(nac.latent_shapes)} do not fit a {nac.width}x{nac.height} image "
             f"(expected {list(expected)})"
+        )
+    need = decode_memory_estimate(nac.width, nac.height, net.STRIDE)
+    if need > limits.max_memory_bytes:
+        raise NacLimitError(
+            f"decoding a {nac.width}x{nac.height} image needs about {need / 2**30:.2f} GiB, over the "
+            f"memory limit {limits.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
         )
     alpha = None
     if nac.mode == "RGBA":

@@ -38,12 +38,19 @@ MODE_CODES = {v: k for k, v in MODES.items()}
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds a reader enforces before allocating (configurable per call)."""
+    """Upper bounds a reader enforces before allocating (configurable per call).
+
+    The size limits are checked here, on the header alone. ``max_memory_bytes`` is checked by the
+    codec against its estimate of what decoding the declared size needs: a file of a few hundred
+    bytes can validly describe a flat 16384x16384 image, whose decode would need tens of GiB, so
+    pixel limits alone cannot keep a hostile file from exhausting memory.
+    """
 
     max_pixels: int = 2**28
     max_side: int = 2**16
     max_latent_elements: int = 2**28
     max_metadata_bytes: dict = field(default_factory=lambda: {Stream.ICC: 1 << 20, Stream.EXIF: 1 << 16})
+    max_memory_bytes: int = 8 * 2**30
 
 
 DEFAULT_LIMITS = Limits()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+STDIO = "-"
+"""The path that means standard input (as a source) or standard output (as a destination)."""
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,38 @@ def load(image: ImageInput) -> Picture:
             with Image.open(path) as im:
                 im.load()
                 return _from_pil(im)
-        except (Image.UnidentifiedImageError, OSError, SyntaxError) as e:
+        except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
             raise ValueError(f"cannot read {path} as an image: {e}") from None
     raise TypeError(f"expected a path, PIL image or numpy array, got {type(image).__name__}")
+
+
+def load_bytes(data: bytes, what: str = "standard input") -> Picture:
+    """Read an encoded image (PNG, JPEG, ...) held in memory, e.g. piped in on stdin."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return _from_pil(im)
+    except (Image.UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read {what} as an image: {e}") from None
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """All bytes of ``path``, or of standard input when ``path`` is ``-``."""
+    if str(path) == STDIO:
+        return sys.stdin.buffer.read()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    return path.read_bytes()
+
+
+def write_output(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
+    """``atomic_write``, or all of ``data`` to standard output when ``path`` is ``-``."""
+    if str(path) == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(path, data, force)
 
 
 def _from_array(a: np.ndarray) -> Picture:
@@ -130,12 +162,17 @@ def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> N
             os.unlink(tmp)
 
 
-def image_bytes(im: Image.Image, path: str | os.PathLike) -> bytes:
-    """Serialize ``im`` in the format that ``path``'s extension names (PNG, JPEG, WebP, ...)."""
-    ext = Path(path).suffix.lower()
-    fmt = Image.registered_extensions().get(ext)
-    if fmt is None:
-        raise ValueError(f"cannot tell an image format from the extension '{ext or Path(path).name}'")
+def image_bytes(im: Image.Image, path: str | os.PathLike, fmt: str | None = None) -> bytes:
+    """Serialize ``im`` in format ``fmt`` (e.g. "png") or else the one ``path``'s extension names."""
+    if fmt is not None:
+        fmt = Image.registered_extensions().get("." + fmt.lower().lstrip("."), fmt.upper())
+        if fmt not in Image.SAVE:
+            raise ValueError(f"cannot write images in format '{fmt}'")
+    else:
+        ext = Path(path).suffix.lower()
+        fmt = Image.registered_extensions().get(ext)
+        if fmt is None:
+            raise ValueError(f"cannot tell an image format from the extension '{ext or Path(path).name}'")
     if fmt in ("JPEG", "BMP", "PPM") and im.mode == "RGBA":
         raise ValueError(f"{fmt} cannot store an alpha channel; choose .png, .webp or .tiff")
     buf = io.BytesIO()

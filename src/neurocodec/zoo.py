@@ -20,7 +20,7 @@ import numpy as np
 
 from .entropy import FactorizedCoder, GaussianCoder
 from .errors import NacModelError
-from .nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+from .nets.hyperprior import EXACT_SUM_LIMIT, HyperpriorConfig, MeanScaleHyperprior
 
 if TYPE_CHECKING:
     from .papers import PaperModel
@@ -52,7 +52,7 @@ def available() -> list[str]:
 
 def card(model_id: str) -> dict:
     path = WEIGHTS_DIR / f"{model_id}.json"
-    if not path.exists():
+    if model_id not in available():  # never a path: an ID read from a file must not leave WEIGHTS_DIR
         known = ", ".join(available()) or "none"
         raise NacModelError(f"unknown model '{model_id}' (available: {known})")
     return json.loads(path.read_text())
@@ -92,6 +92,12 @@ def load(model_id: str = DEFAULT_MODEL) -> "Model":
     if unexpected or any(not k.startswith("z_density.") for k in missing):
         raise NacModelError(f"weights file {path.name} does not match its architecture")
     net.eval().requires_grad_(False)
+    bound = net.fixed_point_bound()
+    if bound >= EXACT_SUM_LIMIT:
+        raise NacModelError(
+            f"weights file {path.name} makes hyper-synthesis sums reach {bound} grid units, "
+            f"beyond the exact float64 range 2^53: entropy parameters would not be reproducible"
+        )
     t = {k: v.numpy() for k, v in tensors.items() if k.startswith("tables.")}
     z_coder = FactorizedCoder(t["tables.z_offsets"], _ragged(t["tables.z_pmfs"], t["tables.z_lengths"]))
     y_coder = GaussianCoder(t["tables.y_scales"], t["tables.y_radii"], _ragged(t["tables.y_pmfs"], t["tables.y_lengths"]))

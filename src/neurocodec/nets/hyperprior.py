@@ -26,6 +26,7 @@ WEIGHT_FRAC_BITS = 12
 ACT_FRAC_BITS = 8
 ACT_MAX = 2.0**12 - 1  # keeps |w * a| * terms far below 2^53 on the 2^-20 grid
 WEIGHT_MAX = 8.0
+EXACT_SUM_LIMIT = 2**53  # float64 holds every integer below this exactly
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,23 @@ class MeanScaleHyperprior(nn.Module):
                 a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
         scales, means = a.chunk(2, dim=1)
         return scales, means
+
+    def fixed_point_bound(self) -> int:
+        """Largest |partial sum| any input could produce in ``entropy_parameters``, in units of
+        the 2^-20 product grid. Below 2^53 every float64 sum is exact in any order; ``zoo.load``
+        refuses weights that break this, so exactness is checked, not assumed (biases are not
+        clamped, so it depends on the weights)."""
+        a_max = int(ACT_MAX * 2**ACT_FRAC_BITS)
+        worst = 0
+        for layer in (mod for mod in self.h_s if not isinstance(mod, nn.ReLU)):
+            w = _fixed(layer.weight.detach().double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX)
+            b = _fixed(layer.bias.detach().double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS)
+            w_int = (w * 2**WEIGHT_FRAC_BITS).abs().long()
+            b_int = (b * 2 ** (WEIGHT_FRAC_BITS + ACT_FRAC_BITS)).abs().long()
+            out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+            per_output = w_int.sum(dim=[d for d in range(4) if d != out_dim]) * a_max + b_int
+            worst = max(worst, int(per_output.max()))
+        return worst
 
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         return self.g_s(y_hat * self.interpolate(self.inv_gain, level))
