@@ -102,27 +102,33 @@ class FC196(nn.Module):
 class CAE28(nn.Module):
     """The small convolutional autoencoder with a 28-value code: 28x28 -> 1x28 -> 28x28.
 
-    Two 3x3 convs extract features, then one 28x1 convolution without padding collapses every
-    column into one code value (a row of 28); the decoder's transposed 28x1 convolution spreads
-    each value back over its column and two 3x3 convs refine it. Sigmoid output.
+    Two 3x3 conv + 2x2 max-pool stages (16 and 32 filters) reduce the digit to 32x7x7 features,
+    and one linear layer maps them to the 28-value code; the decoder mirrors it with nearest
+    up-sampling and ends in a sigmoid. A first version that collapsed each pixel column into one
+    code value with a 28x1 convolution saw only a narrow strip per value and stalled at a
+    validation MSE of 0.052 on MNIST, worse than 28-component PCA.
     """
 
-    WIDTH = 32
     CODE_SHAPE = (1, 1, 28)
 
     def __init__(self) -> None:
         super().__init__()
-        w = self.WIDTH
-        self.encoder = nn.Sequential(*_conv_relu(1, w), *_conv_relu(w, w), nn.Conv2d(w, 1, (28, 1)))
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(1, w, (28, 1)), nn.ReLU(), *_conv_relu(w, w), nn.Conv2d(w, 1, 3, padding=1), nn.Sigmoid()
+        self.encoder = nn.Sequential(
+            *_conv_relu(1, 16), nn.MaxPool2d(2), *_conv_relu(16, 32), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 28),
         )
+        self.decoder = nn.Sequential(
+            nn.Linear(28, 32 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
+            nn.Upsample(scale_factor=2), *_conv_relu(32, 16), nn.Upsample(scale_factor=2),
+            nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid(),
+        )
+        he_init(self)
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.encoder(x)
+        return self.encoder(x).view(-1, *self.CODE_SHAPE)
 
     def decode(self, code: Tensor) -> Tensor:
-        return self.decoder(code)
+        return self.decoder(code.flatten(1))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decode(self.encode(x))

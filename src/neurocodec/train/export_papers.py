@@ -25,7 +25,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 PAPERS = {
     "cae20": "20-layer convolutional autoencoder, 3x3 convs + ReLU, 7x7x1 code, tanh output",
     "fc196": "deep fully connected autoencoder 784-1000-500-196, sigmoid units",
-    "cae28": "small convolutional autoencoder with a 28-value (1x28) code",
+    "cae28": "small convolutional autoencoder with a 28-value (1x28) code: two conv+pool stages and a linear layer",
     "dncnn": f"DnCNN artifact remover, {DNCNN_DEPTH} layers of 3x3 convs with 64 filters, residual learning",
 }
 
