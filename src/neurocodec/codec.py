@@ -240,7 +240,7 @@ def decode(
     if not isinstance(model, PhotoModel):
         from . import papers
 
-        return papers.decode(nac, model)
+        return papers.decode(nac, model, limits)
     net = model.net
     max_rate = (model.levels - 1) * RATE_SCALE
     if nac.rate > max_rate:

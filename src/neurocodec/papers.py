@@ -25,9 +25,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .container import NacFile, Stream
+from .container import DEFAULT_LIMITS, Limits, NacFile, Stream
 from .entropy.histogram import HistogramCoder
-from .errors import NacFormatError
+from .errors import NacFormatError, NacLimitError
 from .io import Picture
 from .nets.papers import ARCHITECTURES, DnCNN
 
@@ -111,9 +111,21 @@ def encode(pic: Picture, quality: int, model: PaperModel, reconstruct: bool) -> 
     return nac, recon
 
 
+JPEG_DECODE_BYTES_PER_PIXEL = 16
+"""Whole-image memory of a JPEG+DnCNN decode (the JPEG's pixels, Pillow's buffer, the output),
+besides one DnCNN tile (``ENHANCE_TILE``), which ``JPEG_DECODE_TILE_BYTES`` bounds."""
+JPEG_DECODE_TILE_BYTES = 512 * 2**20
+
+
 @torch.inference_mode()
-def decode(nac: NacFile, model: PaperModel) -> Picture:
+def decode(nac: NacFile, model: PaperModel, limits: Limits = DEFAULT_LIMITS) -> Picture:
     if model.family == "jpeg+dncnn":
+        need = JPEG_DECODE_TILE_BYTES + JPEG_DECODE_BYTES_PER_PIXEL * nac.width * nac.height
+        if need > limits.max_memory_bytes:
+            raise NacLimitError(
+                f"decoding a {nac.width}x{nac.height} image needs about {need / 2**30:.2f} GiB, over the "
+                f"memory limit {limits.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
+            )
         return _decode_jpeg(nac, model)
     if (nac.width, nac.height, nac.mode) != (DIGIT_SIZE, DIGIT_SIZE, "L"):
         raise NacFormatError(
@@ -163,6 +175,8 @@ def _read_jpeg(data: bytes, width: int, height: int, grey: bool) -> np.ndarray:
             arr = np.asarray(im.convert("L" if grey else "RGB"))
     except NacFormatError:
         raise
+    except Image.DecompressionBombError as e:
+        raise NacLimitError(f"JPEG stream: {e}") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise NacFormatError(f"JPEG stream is damaged: {e}") from None
     return arr[:, :, None] if grey else arr
@@ -181,13 +195,28 @@ def _decode_jpeg(nac: NacFile, model: PaperModel) -> Picture:
     return Picture(pixels, icc)
 
 
+ENHANCE_TILE = 512
+"""DnCNN runs on tiles of this many pixels a side plus a halo as wide as its receptive field, so
+memory stays bounded on any image size and the result equals the untiled one (every output pixel
+sees exactly the inputs it would see in one piece)."""
+
+
 @torch.inference_mode()
 def enhance(color: np.ndarray, model: PaperModel) -> np.ndarray:
     """Remove compression artifacts from (H, W, 1|3) uint8 pixels with the DnCNN of ``model``."""
     grey = color.shape[2] == 1
     rgb = np.repeat(color, 3, axis=2) if grey else color
-    x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255)[None]
-    out = _pixels(model.net(x))
+    h, w = rgb.shape[:2]
+    halo = sum(1 for m in model.net.modules() if isinstance(m, nn.Conv2d))  # one pixel per 3x3 conv
+    out = np.empty_like(rgb)
+    for top in range(0, h, ENHANCE_TILE):
+        for left in range(0, w, ENHANCE_TILE):
+            r0, c0 = max(0, top - halo), max(0, left - halo)
+            r1, c1 = min(h, top + ENHANCE_TILE + halo), min(w, left + ENHANCE_TILE + halo)
+            x = torch.from_numpy(np.ascontiguousarray(rgb[r0:r1, c0:c1].transpose(2, 0, 1))).float().div_(255)[None]
+            y = _pixels(model.net(x))
+            bottom, right = min(h, top + ENHANCE_TILE), min(w, left + ENHANCE_TILE)
+            out[top:bottom, left:right] = y[top - r0 : bottom - r0, left - c0 : right - c0]
     if grey:
         return np.round(out.astype(np.float32).mean(axis=2, keepdims=True)).astype(np.uint8)
     return out
