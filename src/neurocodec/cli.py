@@ -150,6 +150,7 @@ def decode(
     fmt: Optional[str] = typer.Option(None, "--format", help="Image format (png, jpeg, webp, tiff, ...) instead of the extension's [default for -: png]."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse files declaring more pixels [default: 2^28]."),
     max_memory: Optional[int] = typer.Option(None, "--max-memory", min=1, help="Refuse files whose decode needs more MiB [default: 8192]."),
+    enhance: bool = typer.Option(False, "--enhance", help="Run the DnCNN post-filter on the result (helps at low qualities; see docs/seeds.md)."),
     threads: Optional[int] = THREADS,
     device: Optional[str] = DEVICE,
     workers: Optional[int] = WORKERS,
@@ -168,6 +169,8 @@ def decode(
     _set_threads(threads)
     device = _check_device(device)
     if src.is_dir():
+        if enhance:
+            raise ValueError("--enhance applies to single files, not folders")
         return _folder("decode", src, output, engine, workers, force=force, device=device)
     dst = output or _default_output(src, ".png")
     limits = container.DEFAULT_LIMITS
@@ -176,6 +179,14 @@ def decode(
     if max_memory is not None:
         limits = replace(limits, max_memory_bytes=max_memory * 2**20)
     image = decode_bytes(io.read_input(src), limits, device)
+    if enhance:
+        from . import papers, zoo
+
+        pic = io.load(image)
+        pixels = papers.enhance(pic.color, zoo.load("paper-dncnn"))
+        if pic.mode == "RGBA":
+            pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
+        image = io.Picture(pixels, pic.icc).to_pil()
     data = io.image_bytes(image, dst, fmt or ("png" if str(dst) == io.STDIO else None))
     io.write_output(dst, data, force=force)
     _reporter(dst)(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
