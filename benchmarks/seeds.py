@@ -164,6 +164,30 @@ def write_doc(result: dict, doc: Path) -> None:
     doc.write_text(text[:a] + table(result) + text[b:])
 
 
+def update_cards(result: dict) -> None:
+    """Copy each model's measured figures into its model card (``measured``), naming the source."""
+    source = {"source": "benchmarks/results/seeds.json", "git_revision": result["git_revision"], "date": result["date"]}
+    measured: dict[str, dict] = {}
+    for mid, e in result.get("autoencoders", {}).items():
+        d = e["qualities"][str(DEFAULT_Q)]
+        measured[mid] = {
+            "test_images": e["images"], "unquantized_mse": round(e["unquantized_mse"], 6),
+            f"q{DEFAULT_Q}": {k: round(d[k], 6) for k in ("mse", "psnr", "bpp", "payload_bpp")},
+            "per_quality": {q: {k: round(v[k], 6) for k in ("mse", "bpp")} for q, v in e["qualities"].items()},
+        }
+    if "dncnn" in result:
+        dn = result["dncnn"]
+        measured["paper-dncnn"] = {
+            "kodak_jpeg_psnr_gain_db": {q: round(v["gain_db"], 3) for q, v in dn["jpeg"].items()},
+            "gain_on_neurocodec_output_db": {q: round(v["gain_db"], 3) for q, v in dn["neurocodec"].items()},
+        }
+    for mid, m in measured.items():
+        path = zoo.WEIGHTS_DIR / f"{mid}.json"
+        card = json.loads(path.read_text())
+        card["measured"] = {**source, **m}
+        path.write_text(json.dumps(card, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DATA, help="folder holding mnist/, fashion-mnist/ and kodak/")
@@ -199,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     write_doc(result, ROOT / "docs" / "seeds.md")
+    update_cards(result)
     print(f"wrote {out} and docs/seeds.md")
     return result
 
