@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 
 app = typer.Typer(
@@ -182,11 +181,7 @@ def decode(
     if enhance:
         from . import papers, zoo
 
-        pic = io.load(image)
-        pixels = papers.enhance(pic.color, zoo.load("paper-dncnn"))
-        if pic.mode == "RGBA":
-            pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
-        image = io.Picture(pixels, pic.icc).to_pil()
+        image = papers.enhance_picture(io.load(image), zoo.load("paper-dncnn")).to_pil()
     data = io.image_bytes(image, dst, fmt or ("png" if str(dst) == io.STDIO else None))
     io.write_output(dst, data, force=force)
     _reporter(dst)(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
@@ -222,10 +217,7 @@ def enhance(
     m = zoo.load(model)
     if getattr(m, "family", None) != "jpeg+dncnn":
         raise ValueError(f"model '{model}' is not an artifact remover (try paper-dncnn)")
-    pixels = papers.enhance(pic.color, m)
-    if pic.mode == "RGBA":
-        pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
-    image = io.Picture(pixels, pic.icc).to_pil()
+    image = papers.enhance_picture(pic, m).to_pil()
     io.write_output(dst, io.image_bytes(image, dst, "png" if str(dst) == io.STDIO else None), force=force)
     _reporter(dst)(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, artifacts removed with {model}")
     return 0

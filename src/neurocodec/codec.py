@@ -17,7 +17,7 @@ import torch
 
 from . import container, tiling
 from .container import Limits, NacFile, Stream
-from .errors import NacFormatError, NacLimitError, NacModelError
+from .errors import NacFormatError, NacModelError
 from .io import Picture
 from .nets.inference import InferenceTransforms, default_device, fixed_point_h_s, transforms
 from .zoo import Model, PhotoModel, load
@@ -253,12 +253,7 @@ def decode(
             f"latent shapes {list(nac.latent_shapes)} do not fit a {nac.width}x{nac.height} image "
             f"(expected {list(expected)})"
         )
-    need = decode_memory_estimate(nac.width, nac.height, net.STRIDE)
-    if need > limits.max_memory_bytes:
-        raise NacLimitError(
-            f"decoding a {nac.width}x{nac.height} image needs about {need / 2**30:.2f} GiB, over the "
-            f"memory limit {limits.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
-        )
+    limits.check_memory(decode_memory_estimate(nac.width, nac.height, net.STRIDE), nac.width, nac.height)
     alpha = None
     if nac.mode == "RGBA":
         alpha = inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)

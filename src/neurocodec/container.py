@@ -52,6 +52,14 @@ class Limits:
     max_metadata_bytes: dict = field(default_factory=lambda: {Stream.ICC: 1 << 20, Stream.EXIF: 1 << 16})
     max_memory_bytes: int = 8 * 2**30
 
+    def check_memory(self, need: int, width: int, height: int) -> None:
+        """Raise ``NacLimitError`` if decoding a ``width``x``height`` image needs over the limit."""
+        if need > self.max_memory_bytes:
+            raise NacLimitError(
+                f"decoding a {width}x{height} image needs about {need / 2**30:.2f} GiB, over the "
+                f"memory limit {self.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
+            )
+
 
 DEFAULT_LIMITS = Limits()
 

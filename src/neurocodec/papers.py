@@ -121,11 +121,7 @@ JPEG_DECODE_TILE_BYTES = 512 * 2**20
 def decode(nac: NacFile, model: PaperModel, limits: Limits = DEFAULT_LIMITS) -> Picture:
     if model.family == "jpeg+dncnn":
         need = JPEG_DECODE_TILE_BYTES + JPEG_DECODE_BYTES_PER_PIXEL * nac.width * nac.height
-        if need > limits.max_memory_bytes:
-            raise NacLimitError(
-                f"decoding a {nac.width}x{nac.height} image needs about {need / 2**30:.2f} GiB, over the "
-                f"memory limit {limits.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
-            )
+        limits.check_memory(need, nac.width, nac.height)
         return _decode_jpeg(nac, model)
     if (nac.width, nac.height, nac.mode) != (DIGIT_SIZE, DIGIT_SIZE, "L"):
         raise NacFormatError(
@@ -199,6 +195,14 @@ ENHANCE_TILE = 512
 """DnCNN runs on tiles of this many pixels a side plus a halo as wide as its receptive field, so
 memory stays bounded on any image size and the result equals the untiled one (every output pixel
 sees exactly the inputs it would see in one piece)."""
+
+
+def enhance_picture(pic: Picture, model: PaperModel) -> Picture:
+    """``pic`` with its colour channels run through ``enhance``; alpha and ICC profile kept."""
+    pixels = enhance(pic.color, model)
+    if pic.mode == "RGBA":
+        pixels = np.concatenate([pixels, pic.pixels[:, :, 3:]], axis=2)
+    return Picture(pixels, pic.icc)
 
 
 @torch.inference_mode()
