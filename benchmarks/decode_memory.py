@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 import neurocodec  # noqa: E402
 from neurocodec import codec  # noqa: E402
 from conftest import photo_like  # noqa: E402
-from rd import git_revision  # noqa: E402
+from provenance import git_revision  # noqa: E402
 
 
 def _status(field: str) -> int:

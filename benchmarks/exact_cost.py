@@ -32,7 +32,8 @@ sys.path.insert(0, str(HERE))
 from neurocodec import codec, container, io, metrics, zoo  # noqa: E402
 from neurocodec.container import Stream  # noqa: E402
 from neurocodec.nets.inference import transforms  # noqa: E402
-from rd import DEFAULT_DIR, bd_rate, git_revision  # noqa: E402
+from provenance import git_revision  # noqa: E402
+from rd import DEFAULT_DIR, bd_rate  # noqa: E402
 
 
 def code_y(model, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) -> tuple[int, torch.Tensor, bytes]:

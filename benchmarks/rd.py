@@ -16,7 +16,6 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import neurocodec  # noqa: E402
 from neurocodec import baselines, codec, io, metrics, zoo  # noqa: E402
+from provenance import git_revision  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "kodak"
 REFERENCE = ROOT.parent / "shared" / "reference" / "kodak-rd.json"
@@ -170,15 +170,6 @@ def plot(result: dict, path: Path) -> None:
     ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=ROOT).returncode != 0
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def record_history(result: dict, name: str, path: Path) -> None:

@@ -28,7 +28,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
-from rd import git_revision  # noqa: E402
+from provenance import git_revision  # noqa: E402
 
 from neurocodec import baselines, codec, io, metrics, papers, zoo  # noqa: E402
 from neurocodec.container import Stream, unpack  # noqa: E402

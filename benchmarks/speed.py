@@ -38,6 +38,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
+from provenance import git_revision  # noqa: E402
+
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
 PHOTOS = ROOT.parent / "shared" / "datasets" / "photos-train"
 LARGE_SIZE = (6000, 4000)
@@ -236,15 +238,6 @@ def seams(files: list[Path], tile: int) -> dict:
             "psnr_delta_db": {"max_abs": max(map(abs, psnr)), "mean": statistics.mean(psnr)},
             "bpp_delta": {"max_abs": max(map(abs, bpp)), "mean": statistics.mean(bpp)},
             "max_abs_pixel_difference": max_pixel, "identical_files": identical}
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "src"], cwd=ROOT).returncode != 0
-        return rev + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def table(result: dict) -> str:
