@@ -19,7 +19,8 @@ from . import container, tiling
 from .container import Limits, NacFile, Stream
 from .errors import NacFormatError, NacModelError
 from .io import Picture
-from .nets.inference import InferenceTransforms, default_device, fixed_point_h_s, transforms
+from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
+from .nets.inference import InferenceTransforms, default_device, fixed_point_context, fixed_point_h_s, transforms
 from .zoo import Model, PhotoModel, load
 
 RATE_SCALE = 256
@@ -124,6 +125,51 @@ def _entropy_parameters(
     return scales, means
 
 
+def _encode_y(
+    model: PhotoModel, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor
+) -> tuple[list[tuple[Stream, bytes]], torch.Tensor]:
+    """y's streams and y_hat (float64, what the decoder will have). ``scales``/``means`` come from
+    the hyperprior; a checkerboard model codes its anchors with parameters refined from them,
+    then the other half with parameters that also see the anchors (two streams each)."""
+    coder = model.y_coder
+    if not isinstance(model.net, CheckerboardHyperprior):
+        residual = torch.round(y.double() - means)
+        y_stream, esc = coder.encode(residual[0].numpy().astype(np.int64), coder.scale_index(scales[0].numpy()))
+        return [(Stream.Y, y_stream), (Stream.Y_ESCAPES, esc)], residual.add_(means)
+    net, layers = model.net, list(fixed_point_context(model.net))
+    anchor = anchor_mask(*y.shape[2:])
+    streams = []
+    y_hat = torch.zeros(y.shape, dtype=torch.float64)
+    for half, kinds in ((anchor, (Stream.Y, Stream.Y_ESCAPES)), (~anchor, (Stream.Y_CONTEXT, Stream.Y_CONTEXT_ESCAPES))):
+        s, mu = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
+        mu = mu[0][:, half]
+        residual = torch.round(y[0][:, half].double() - mu)
+        symbols, esc = coder.encode(residual.numpy().astype(np.int64), coder.scale_index(s[0][:, half].numpy()))
+        streams += [(kinds[0], symbols), (kinds[1], esc)]
+        y_hat[0][:, half] = residual + mu
+    return streams, y_hat
+
+
+def _decode_y(model: PhotoModel, nac: NacFile, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``_encode_y``: y_hat in float64, bit-identical to the encoder's."""
+    coder = model.y_coder
+    if not isinstance(model.net, CheckerboardHyperprior):
+        index = coder.scale_index(scales[0].numpy())
+        residual = coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
+        y_hat = means
+        np.add(y_hat[0].numpy(), residual, out=y_hat[0].numpy())  # in place; numpy skips torch's thread pool
+        return y_hat
+    net, layers = model.net, list(fixed_point_context(model.net))
+    anchor = anchor_mask(*means.shape[2:])
+    y_hat = torch.zeros(means.shape, dtype=torch.float64)
+    for half, kinds in ((anchor, (Stream.Y, Stream.Y_ESCAPES)), (~anchor, (Stream.Y_CONTEXT, Stream.Y_CONTEXT_ESCAPES))):
+        s, mu = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
+        mu = mu[0][:, half]
+        residual = coder.decode(nac.stream(kinds[0]), nac.stream(kinds[1]), coder.scale_index(s[0][:, half].numpy()))
+        y_hat[0][:, half] = torch.from_numpy(residual) + mu
+    return y_hat
+
+
 def _scaled(s: slice, factor: int) -> slice:
     return slice(s.start * factor, s.stop * factor)
 
@@ -188,12 +234,10 @@ def encode(
     z = tf.hyper_analysis(y, level).cpu()
     z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
     scales, means = _entropy_parameters(model, z_int, level, tile)
-    residual = torch.round(y.double() - means)
-    index = model.y_coder.scale_index(scales[0].numpy())
-    del scales
-    y_stream, esc_stream = model.y_coder.encode(residual[0].numpy().astype(np.int64), index)
+    y_streams, y_hat = _encode_y(model, y, scales, means)
+    del scales, means
 
-    streams = [(Stream.Z, model.z_coder.encode(z_int)), (Stream.Y, y_stream), (Stream.Y_ESCAPES, esc_stream)]
+    streams = [(Stream.Z, model.z_coder.encode(z_int)), *y_streams]
     if pic.mode == "RGBA":
         streams.append((Stream.ALPHA, zlib.compress(pic.pixels[:, :, 3].tobytes(), 9)))
     if pic.icc:
@@ -205,7 +249,6 @@ def encode(
     )
     recon = None
     if reconstruct:
-        y_hat = residual.add_(means)
         pixels = _synthesis(tf, y_hat, level, pic.height, pic.width, pic.mode, tile)
         alpha = pic.pixels[:, :, 3:] if pic.mode == "RGBA" else None
         recon = _assemble(pixels, pic.icc, alpha)
@@ -260,11 +303,8 @@ def decode(
     level = torch.tensor([nac.rate / RATE_SCALE])
     z_int = model.z_coder.decode(nac.stream(Stream.Z), expected[1])
     scales, means = _entropy_parameters(model, z_int, level, tile)
-    index = model.y_coder.scale_index(scales[0].numpy())
-    del scales
-    residual = model.y_coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
-    y_hat = means
-    np.add(y_hat[0].numpy(), residual, out=y_hat[0].numpy())  # in place; numpy skips torch's thread pool
+    y_hat = _decode_y(model, nac, scales, means)
+    del scales, means
     tf = transforms(net, device or default_device())
     pixels = _synthesis(tf, y_hat, level, nac.height, nac.width, nac.mode, tile)
     icc = nac.stream(Stream.ICC) if nac.has_stream(Stream.ICC) else None

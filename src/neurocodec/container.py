@@ -16,7 +16,8 @@ from enum import IntEnum
 from .errors import NacFormatError, NacLimitError
 
 SIGNATURE = b"\x8bNAC\r\n\x1a\n"
-VERSION = (1, 0)
+VERSION = (1, 1)
+"""The newest version this code reads; it writes the oldest minor version that holds the file."""
 _PREFIX = struct.Struct("<8sBBH")  # signature, major, minor, header length
 _CRC = struct.Struct("<I")
 
@@ -28,9 +29,14 @@ class Stream(IntEnum):
     Y = 2
     Y_ESCAPES = 3
     ALPHA = 4
+    Y_CONTEXT = 5  # since 1.1: context models' second half of y (non-anchors)
+    Y_CONTEXT_ESCAPES = 6
     ICC = 16
     EXIF = 17
 
+
+SINCE_MINOR = {Stream.Y_CONTEXT: 1, Stream.Y_CONTEXT_ESCAPES: 1}
+"""The minor version that introduced a stream kind; kinds not listed are from 1.0."""
 
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 MODE_CODES = {v: k for k, v in MODES.items()}
@@ -104,7 +110,8 @@ def pack(f: NacFile) -> bytes:
     body += struct.pack("<B", len(f.streams))
     for kind, data in f.streams:
         body += struct.pack("<BII", int(kind), len(data), zlib.crc32(data))
-    head = _PREFIX.pack(SIGNATURE, *VERSION, len(body)) + bytes(body)
+    minor = max((SINCE_MINOR.get(kind, 0) for kind, _ in f.streams), default=0)
+    head = _PREFIX.pack(SIGNATURE, VERSION[0], minor, len(body)) + bytes(body)
     out = bytearray(head)
     out += _CRC.pack(zlib.crc32(head[8:]))
     for _, data in f.streams:
@@ -196,6 +203,8 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NacFile:
             kind = Stream(kind_code)
         except ValueError:
             raise NacFormatError(f"stream {i} has unknown kind {kind_code}") from None
+        if SINCE_MINOR.get(kind, 0) > minor:
+            raise NacFormatError(f"stream {kind.name} needs .nac version 1.{SINCE_MINOR[kind]}, the file says 1.{minor}")
         if kind in seen:
             raise NacFormatError(f"stream {kind.name} appears twice")
         seen.add(kind)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .entropy import FactorizedCoder, GaussianCoder
 from .errors import NacModelError
+from .nets import build as build_net
 from .nets.hyperprior import EXACT_SUM_LIMIT, HyperpriorConfig, MeanScaleHyperprior
 
 if TYPE_CHECKING:
@@ -86,7 +87,10 @@ def load(model_id: str = DEFAULT_MODEL) -> "Model":
 
         return papers.build(model_id, digest, meta_card, cfg, tensors)
     cfg["lambdas"] = tuple(cfg["lambdas"])
-    net = MeanScaleHyperprior(HyperpriorConfig(**cfg))
+    try:
+        net = build_net(HyperpriorConfig(**cfg))
+    except (TypeError, ValueError) as e:
+        raise NacModelError(f"weights file {path.name} has an unusable config: {e}") from None
     params = {k: v.float() for k, v in tensors.items() if not k.startswith("tables.")}
     missing, unexpected = net.load_state_dict(params, strict=False)
     if unexpected or any(not k.startswith("z_density.") for k in missing):

@@ -1,1 +1,16 @@
-"""Neural networks: layers, probability models used in training, and the photo model."""
+"""Neural networks: layers, probability models used in training, and the photo models."""
+
+from __future__ import annotations
+
+from .hyperprior import HyperpriorConfig, MeanScaleHyperprior
+
+
+def build(config: HyperpriorConfig) -> MeanScaleHyperprior:
+    """The photo network a config describes: a plain hyperprior or one with a context model."""
+    if config.context == "none":
+        return MeanScaleHyperprior(config)
+    if config.context == "checkerboard":
+        from .checkerboard import CheckerboardHyperprior
+
+        return CheckerboardHyperprior(config)
+    raise ValueError(f"unknown context model '{config.context}' (known: none, checkerboard)")

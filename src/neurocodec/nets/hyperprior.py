@@ -34,6 +34,7 @@ class HyperpriorConfig:
     n: int = 128
     m: int = 192
     lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
+    context: str = "none"  # or "checkerboard" (nets.checkerboard)
 
     @property
     def levels(self) -> int:
@@ -108,13 +109,30 @@ class MeanScaleHyperprior(nn.Module):
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_round = z + (torch.round(z) - z).detach()
         z_lik = self.z_density.likelihood(z_noisy)
-        params = self.h_s(z_round * self.interpolate(self.inv_hyper_gain, level))
-        scales, means = params.chunk(2, dim=1)
+        hyper = self.h_s(z_round * self.interpolate(self.inv_hyper_gain, level))
+        scales, means = self._y_parameters(y, hyper)
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_lik = gaussian_likelihood(y_noisy, scales, means)
         y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
         x_hat = self.g_s(y_hat * self.interpolate(self.inv_gain, level))
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
+
+    def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True) -> tuple[Tensor, Tensor]:
+        """(scales, means) of y from h_s's output; context models also look at y's neighbours."""
+        return hyper.chunk(2, dim=1)
+
+    @torch.no_grad()
+    def estimate(self, x: Tensor, level: Tensor, use_context: bool = True) -> tuple[Tensor, Tensor]:
+        """(bits per image, reconstruction) with hard rounding, from the float network: what the
+        codec would spend up to the table quantization, for held-out evaluation in training.
+        ``use_context=False`` codes every latent as an anchor (how much the context saves)."""
+        y, z = self.analysis(x, level)
+        hyper = self.h_s(z * self.interpolate(self.inv_hyper_gain, level))
+        scales, means = self._y_parameters(y, hyper, use_context)
+        y_hat = torch.round(y - means) + means
+        bits = -(torch.log2(gaussian_likelihood(y_hat, scales, means)).sum((1, 2, 3))
+                 + torch.log2(self.z_density.likelihood(z)).sum((1, 2, 3)))
+        return bits, self.synthesis(y_hat, level)
 
     # ----- coding-time pieces (used by neurocodec.codec) ---------------------------------
     def analysis(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
@@ -147,16 +165,18 @@ class MeanScaleHyperprior(nn.Module):
         scales, means = a.chunk(2, dim=1)
         return scales, means
 
+    def fixed_point_layers(self) -> list[tuple[nn.Module, Tensor, Tensor]]:
+        """Every layer the exact entropy-parameter path runs, with its fixed-point weights."""
+        return self.fixed_point_h_s()
+
     def fixed_point_bound(self) -> int:
-        """Largest |partial sum| any input could produce in ``entropy_parameters``, in units of
-        the 2^-20 product grid. Below 2^53 every float64 sum is exact in any order; ``zoo.load``
-        refuses weights that break this, so exactness is checked, not assumed (biases are not
-        clamped, so it depends on the weights)."""
+        """Largest |partial sum| any input could produce in the exact entropy-parameter layers, in
+        units of the 2^-20 product grid. Below 2^53 every float64 sum is exact in any order;
+        ``zoo.load`` refuses weights that break this, so exactness is checked, not assumed
+        (biases are not clamped, so it depends on the weights)."""
         a_max = int(ACT_MAX * 2**ACT_FRAC_BITS)
         worst = 0
-        for layer in (mod for mod in self.h_s if not isinstance(mod, nn.ReLU)):
-            w = _fixed(layer.weight.detach().double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX)
-            b = _fixed(layer.bias.detach().double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS)
+        for layer, w, b in self.fixed_point_layers():
             w_int = (w * 2**WEIGHT_FRAC_BITS).abs().long()
             b_int = (b * 2 ** (WEIGHT_FRAC_BITS + ACT_FRAC_BITS)).abs().long()
             out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0

@@ -131,6 +131,12 @@ def fixed_point_h_s(net: MeanScaleHyperprior) -> tuple[tuple[nn.Module, Tensor, 
     return tuple(net.fixed_point_h_s())
 
 
+@functools.lru_cache(maxsize=8)
+def fixed_point_context(net: MeanScaleHyperprior) -> tuple[tuple[nn.Module, Tensor, Tensor], ...]:
+    """``net.fixed_point_context()`` once per context-model network and process."""
+    return tuple(net.fixed_point_context())
+
+
 def default_device() -> str:
     """CUDA when torch sees a GPU, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -17,15 +17,21 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..nets import build
 from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
 from ..nets.priors import gaussian_tables, scale_table
 
 FORMAT = "neurocodec-weights-1"
+ARCHITECTURES = {
+    "none": "mean-scale hyperprior with GDN and gain units (Minnen et al. 2018; Cui et al. 2021)",
+    "checkerboard": "mean-scale hyperprior with GDN, gain units and a checkerboard context model "
+                    "(Minnen et al. 2018; Cui et al. 2021; He et al. 2021)",
+}
 
 
 def load_trained(path: Path, config: HyperpriorConfig) -> tuple[MeanScaleHyperprior, int]:
     """A model from a ``portable.safetensors`` snapshot or a ``ckpt.pt`` checkpoint, and its step."""
-    model = MeanScaleHyperprior(config)
+    model = build(config)
     if str(path).endswith(".safetensors"):
         with safe_open(str(path), framework="pt") as f:
             model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()})
@@ -65,7 +71,8 @@ def export(model: MeanScaleHyperprior, dest: Path, model_id: str) -> str:
         "tables.y_pmfs": torch.from_numpy(y_flat),
         "tables.y_lengths": torch.from_numpy(y_len),
     })
-    meta = {"format": FORMAT, "model_id": model_id, "architecture": "mean-scale-hyperprior",
+    arch = "mean-scale-hyperprior" if model.config.context == "none" else f"mean-scale-hyperprior+{model.config.context}"
+    meta = {"format": FORMAT, "model_id": model_id, "architecture": arch,
             "config": json.dumps(asdict(model.config))}
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
@@ -112,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
             if "holdout" in rec:
                 holdout = rec
     write_card(args.dest, args.model_id, sha, {
-        "architecture": "mean-scale hyperprior with GDN and gain units (Minnen et al. 2018; Cui et al. 2021)",
+        "architecture": ARCHITECTURES[model.config.context],
         "config": asdict(model.config),
         "training": {
             "data": f"{Path(cfg.data).name}, every {cfg.holdout_every}th file (sorted by name) held out",

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from ..nets import build
 from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
-from ..nets.priors import gaussian_likelihood
 from .data import CropSampler, image_files, load_rgb, split
 
 
@@ -61,31 +61,23 @@ def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, la
 
 
 @torch.no_grad()
-def evaluate(model: MeanScaleHyperprior, files: list[Path], device: torch.device, max_images: int = 12):
+def evaluate(model: MeanScaleHyperprior, files: list[Path], device: torch.device, max_images: int = 12,
+             use_context: bool = True):
     """Estimated bpp (from likelihoods of rounded latents) and PSNR per level on held-out images."""
     model.eval()
-    levels = model.config.levels
     images = []
     for f in files[:max_images]:  # decoded once, used at every level
         x = load_rgb(f).float().div(255).unsqueeze(0).to(device)
         h, w = (x.shape[2] // 64) * 64, (x.shape[3] // 64) * 64
         images.append(x[:, :, :h, :w])
     results = []
-    for lvl in range(levels):
+    for lvl in range(model.config.levels):
         bpps, psnrs = [], []
         for x in images:
-            h, w = x.shape[2:]
             level = torch.full((1,), float(lvl), device=device)
-            y, z = model.analysis(x, level)
-            z_lik = model.z_density.likelihood(z)
-            params = model.h_s(z * model.interpolate(model.inv_hyper_gain, level))
-            scales, means = params.chunk(2, 1)
-            y_hat = torch.round(y - means) + means
-            y_lik = gaussian_likelihood(y_hat, scales, means)
-            bits = -(torch.log2(y_lik).sum() + torch.log2(z_lik).sum())
-            x_hat = model.synthesis(y_hat, level).clamp(0, 1)
-            mse = torch.mean((torch.round(x_hat * 255) - torch.round(x * 255)) ** 2).item()
-            bpps.append(bits.item() / (h * w))
+            bits, x_hat = model.estimate(x, level, use_context)
+            mse = torch.mean((torch.round(x_hat.clamp(0, 1) * 255) - torch.round(x * 255)) ** 2).item()
+            bpps.append(bits.item() / (x.shape[2] * x.shape[3]))
             psnrs.append(10 * math.log10(255**2 / max(mse, 1e-10)))
         results.append({"level": lvl, "bpp": sum(bpps) / len(bpps), "psnr": sum(psnrs) / len(psnrs)})
     model.train()
@@ -124,7 +116,7 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
 
-    model = MeanScaleHyperprior(cfg.model_config()).to(dev)
+    model = build(cfg.model_config()).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
@@ -137,8 +129,11 @@ def train(
         from safetensors import safe_open
 
         with safe_open(str(init), framework="pt") as f:
-            model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()})
+            missing, unexpected = model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()}, strict=False)
             step = int(f.metadata()["step"])
+        # A context model may start from a plain hyperprior: only its context layers are new.
+        if unexpected or any(not k.startswith(("context.", "ep.")) for k in missing):
+            raise ValueError(f"{init} does not fit this model: missing {missing}, unexpected {unexpected}")
         torch.manual_seed(cfg.seed + step)
 
     train_files, held_files = split(image_files(cfg.data), cfg.holdout_every)
@@ -193,7 +188,10 @@ def train(
     save()
     save_portable(model, step, out / "portable.safetensors")
     if held_files:
-        log.write(json.dumps({"step": step, "holdout": evaluate(model, held_files, dev)}) + "\n")
+        record = {"step": step, "holdout": evaluate(model, held_files, dev)}
+        if model.config.context != "none":  # what the context saves: every latent coded as an anchor
+            record["holdout_without_context"] = evaluate(model, held_files, dev, use_context=False)
+        log.write(json.dumps(record) + "\n")
     log.close()
     return ckpt_path
 
