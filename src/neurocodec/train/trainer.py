@@ -35,6 +35,7 @@ class TrainConfig:
     clip: float = 1.0
     seed: int = 0
     amp: bool = True  # bfloat16 autocast for the transforms on CUDA (ignored on the CPU)
+    context_lr_scale: float = 1.0  # learning-rate multiplier for a context model's own layers
     holdout_every: int = 16
     log_every: int = 200
     model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
@@ -117,7 +118,11 @@ def train(
     torch.manual_seed(cfg.seed)
 
     model = build(cfg.model_config()).to(dev)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    own = {n for n, _ in model.named_parameters() if n.startswith(("context.", "ep."))}
+    groups = [{"params": [p for n, p in model.named_parameters() if n not in own], "scale": 1.0}]
+    if own:  # new layers on top of a trained hyperprior catch up faster with a larger step
+        groups.append({"params": [p for n, p in model.named_parameters() if n in own], "scale": cfg.context_lr_scale})
+    opt = torch.optim.Adam(groups, lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
@@ -160,7 +165,7 @@ def train(
             break
         lr = cfg.lr if step < cfg.decay_at * cfg.steps else cfg.lr / 10
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g["scale"]
         x = sampler.sample(cfg.batch)
         level = torch.randint(levels, (cfg.batch,), device=dev).float()
         loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda")
