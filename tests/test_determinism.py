@@ -16,7 +16,8 @@ import torch
 import neurocodec
 from neurocodec import codec, container, zoo
 from neurocodec.container import Stream
-from neurocodec.nets import hyperprior
+from neurocodec.nets import checkerboard, hyperprior
+from neurocodec.nets.checkerboard import CheckerboardHyperprior
 from neurocodec.nets.hyperprior import EXACT_SUM_LIMIT, MeanScaleHyperprior
 
 from conftest import photo_like
@@ -88,9 +89,15 @@ def _reordered_conv(layer, a, w, b):
 def test_entropy_parameters_do_not_depend_on_summation_order(model, monkeypatch):
     z, level = _z_symbols(model, photo_like(192, 256, seed=4), 80)
     scales, means = model.net.entropy_parameters(z, level)
+    if isinstance(model.net, CheckerboardHyperprior):
+        y_hat = torch.where(checkerboard.anchor_mask(*means.shape[2:]), means.round(), 0.0)
+        context = model.net.context_parameters(scales, means, y_hat)
     monkeypatch.setattr(hyperprior, "_exact_conv", _reordered_conv)
+    monkeypatch.setattr(checkerboard, "_exact_conv", _reordered_conv)
     s2, m2 = model.net.entropy_parameters(z, level)
     assert torch.equal(scales, s2) and torch.equal(means, m2)
+    if isinstance(model.net, CheckerboardHyperprior):
+        assert all(torch.equal(a, b) for a, b in zip(context, model.net.context_parameters(scales, means, y_hat)))
 
 
 def test_shipped_weights_keep_every_hyper_synthesis_sum_exact(model):
@@ -133,16 +140,21 @@ GOLDEN = Path(__file__).parent / "corpus" / "golden.json"
 
 
 def symbol_digest(data: bytes) -> str:
-    """SHA-256 over everything the parse depends on: z, the exact means, table indices, residuals."""
-    model = zoo.load()
+    """SHA-256 over everything the parse depends on: z, the exact means, table indices, residuals
+    (for context models: z and the exact y_hat, which is residuals plus means of both passes)."""
     nac = container.unpack(data)
+    model = zoo.load(nac.model_id)
     z = model.z_coder.decode(nac.stream(Stream.Z), nac.latent_shapes[1])
     level = torch.tensor([nac.rate / codec.RATE_SCALE])
     scales, means = model.net.entropy_parameters(torch.from_numpy(z)[None], level)
-    index = model.y_coder.scale_index(scales[0].numpy())
-    residual = model.y_coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
     h = hashlib.sha256()
-    for a in (z.astype("<i8"), means.numpy().astype("<f8"), index.astype("<i8"), residual.astype("<i8")):
+    if isinstance(model.net, CheckerboardHyperprior):
+        arrays = (z.astype("<i8"), codec._decode_y(model, nac, scales, means).numpy().astype("<f8"))
+    else:
+        index = model.y_coder.scale_index(scales[0].numpy())
+        residual = model.y_coder.decode(nac.stream(Stream.Y), nac.stream(Stream.Y_ESCAPES), index)
+        arrays = (z.astype("<i8"), means.numpy().astype("<f8"), index.astype("<i8"), residual.astype("<i8"))
+    for a in arrays:
         h.update(a.tobytes())
     return h.hexdigest()
 
@@ -151,14 +163,21 @@ def test_corpus_files_parse_to_the_recorded_symbols():
     """Golden symbols: a new platform, torch or constriction that parsed any old file differently
     (e.g. other quantized probabilities) fails here instead of silently corrupting images."""
     golden = json.loads(GOLDEN.read_text())
-    if golden["weights_sha256"] != zoo.card(zoo.DEFAULT_MODEL)["sha256"]:
-        pytest.skip("the recorded symbols belong to other weights; regenerate tests/corpus/golden.json")
+    checked = 0
     for name, digest in golden["symbols"].items():
-        assert symbol_digest((GOLDEN.parent / name).read_bytes()) == digest, name
+        data = (GOLDEN.parent / name).read_bytes()
+        model_id = container.unpack(data).model_id
+        if golden["weights"].get(model_id) != zoo.card(model_id)["sha256"]:
+            continue  # recorded with other weights of that model; regenerate (see below)
+        assert symbol_digest(data) == digest, name
+        checked += 1
+    assert checked, "no corpus file matches the installed weights; regenerate tests/corpus/golden.json"
 
 
 if __name__ == "__main__":  # python tests/test_determinism.py  -> rewrites tests/corpus/golden.json
-    symbols = {p.name: symbol_digest(p.read_bytes()) for p in sorted(GOLDEN.parent.glob("*.nac"))}
-    record = {"weights_sha256": zoo.card(zoo.DEFAULT_MODEL)["sha256"], "symbols": symbols}
+    files = sorted(GOLDEN.parent.glob("*.nac"))
+    models = sorted({container.unpack(p.read_bytes()).model_id for p in files})
+    symbols = {p.name: symbol_digest(p.read_bytes()) for p in files}
+    record = {"weights": {m: zoo.card(m)["sha256"] for m in models}, "symbols": symbols}
     GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
     print(GOLDEN.read_text())

@@ -147,6 +147,7 @@ def _encode_y(
         symbols, esc = coder.encode(residual.numpy().astype(np.int64), coder.scale_index(s[0][:, half].numpy()))
         streams += [(kinds[0], symbols), (kinds[1], esc)]
         y_hat[0][:, half] = residual + mu
+        del s, mu, residual
     return streams, y_hat
 
 
@@ -167,6 +168,7 @@ def _decode_y(model: PhotoModel, nac: NacFile, scales: torch.Tensor, means: torc
         mu = mu[0][:, half]
         residual = coder.decode(nac.stream(kinds[0]), nac.stream(kinds[1]), coder.scale_index(s[0][:, half].numpy()))
         y_hat[0][:, half] = torch.from_numpy(residual) + mu
+        del s, mu  # before the next pass allocates its own
     return y_hat
 
 
