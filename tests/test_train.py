@@ -21,10 +21,11 @@ def images(tmp_path):
     return folder
 
 
-def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images, tmp_path, monkeypatch):
+@pytest.mark.parametrize("context", ["none", "checkerboard"])
+def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images, tmp_path, monkeypatch, context):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
-                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}}))
+                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": context}}))
     run = tmp_path / "run"
     args = ["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu"]
     train_main(args + ["--steps", "2"])
@@ -33,6 +34,7 @@ def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # resumed at 2, not restarted
     holdout = [r for r in records if "holdout" in r]
     assert [r["step"] for r in holdout] == [2, 4] and len(holdout[-1]["holdout"]) == 2
+    assert ("holdout_without_context" in holdout[-1]) == (context != "none")
 
     dest = tmp_path / "weights"
     export_main([str(run), "--model-id", "tiny-test", "--dest", str(dest)])
