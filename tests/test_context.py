@@ -27,6 +27,7 @@ def _random_net(seed: int = 0) -> CheckerboardHyperprior:
     torch.manual_seed(seed)
     net = build(CONFIG)
     with torch.no_grad():  # give the zero-initialised residual layer some weight
+        net.context.weight.normal_(0, 0.05)  # masked taps too: export must zero them
         net.ep[-1].weight.normal_(0, 0.05)
         net.ep[-1].bias.normal_(0, 0.05)
     return net.eval()
@@ -101,6 +102,24 @@ def context_model(tmp_path, monkeypatch):
     zoo.load.cache_clear()
     yield zoo.load("tiny-cb")
     zoo.load.cache_clear()
+
+
+def test_exported_context_weights_are_zero_at_the_taps_the_mask_hides(context_model):
+    conv = context_model.net.context
+    assert conv.weight[..., conv.mask == 0].abs().max() == 0
+    assert conv.weight[..., conv.mask == 1].abs().max() > 0
+
+
+def test_context_passes_do_not_depend_on_summation_order(monkeypatch):
+    from test_determinism import _reordered_conv
+
+    net = _random_net()
+    hs, hm = _hyper(net, 8, 12)
+    y_hat = torch.where(anchor_mask(8, 12), torch.randn(1, CONFIG.m, 8, 12, dtype=torch.float64) * 3, 0.0)
+    before = [*net.context_parameters(hs, hm, None), *net.context_parameters(hs, hm, y_hat)]
+    monkeypatch.setattr(checkerboard, "_exact_conv", _reordered_conv)
+    after = [*net.context_parameters(hs, hm, None), *net.context_parameters(hs, hm, y_hat)]
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
 
 
 def test_context_model_files_round_trip_bit_exactly_in_two_halves(context_model):

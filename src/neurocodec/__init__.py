@@ -94,7 +94,7 @@ def read_info(data: bytes | bytearray | memoryview, limits: Limits | None = None
 
     nac = container.unpack(bytes(data), limits or container.DEFAULT_LIMITS)
     return {
-        "format_version": "%d.%d" % container.VERSION,
+        "format_version": "%d.%d" % nac.version,
         "model": nac.model_id,
         "weights_digest": nac.weights_digest.hex(),
         "quality": nac.quality,

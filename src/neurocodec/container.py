@@ -84,6 +84,11 @@ class NacFile:
     latent_shapes: tuple[tuple[int, int, int], ...]
     streams: tuple[tuple[Stream, bytes], ...]
 
+    @property
+    def version(self) -> tuple[int, int]:
+        """The format version the file needs (and what ``pack`` writes): 1.1 with context streams."""
+        return VERSION[0], max((SINCE_MINOR.get(kind, 0) for kind, _ in self.streams), default=0)
+
     def stream(self, kind: Stream) -> bytes:
         for k, data in self.streams:
             if k == kind:
@@ -110,8 +115,7 @@ def pack(f: NacFile) -> bytes:
     body += struct.pack("<B", len(f.streams))
     for kind, data in f.streams:
         body += struct.pack("<BII", int(kind), len(data), zlib.crc32(data))
-    minor = max((SINCE_MINOR.get(kind, 0) for kind, _ in f.streams), default=0)
-    head = _PREFIX.pack(SIGNATURE, VERSION[0], minor, len(body)) + bytes(body)
+    head = _PREFIX.pack(SIGNATURE, *f.version, len(body)) + bytes(body)
     out = bytearray(head)
     out += _CRC.pack(zlib.crc32(head[8:]))
     for _, data in f.streams:

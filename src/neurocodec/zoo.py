@@ -99,7 +99,7 @@ def load(model_id: str = DEFAULT_MODEL) -> "Model":
     bound = net.fixed_point_bound()
     if bound >= EXACT_SUM_LIMIT:
         raise NacModelError(
-            f"weights file {path.name} makes hyper-synthesis sums reach {bound} grid units, "
+            f"weights file {path.name} makes entropy-parameter sums reach {bound} grid units, "
             f"beyond the exact float64 range 2^53: entropy parameters would not be reproducible"
         )
     t = {k: v.numpy() for k, v in tensors.items() if k.startswith("tables.")}

@@ -47,6 +47,8 @@ class CheckerboardConv(nn.Conv2d):
         k = torch.arange(KERNEL) - KERNEL // 2
         mask = ((k[:, None] + k[None, :]) % 2 != 0).to(self.weight.dtype)
         self.register_buffer("mask", mask, persistent=False)
+        with torch.no_grad():  # masked taps get no gradient: keep them at zero, in files too
+            self.weight.mul_(mask)
 
     def masked_weight(self) -> Tensor:
         return self.weight * self.mask
@@ -119,13 +121,12 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         elsewhere, or ``None`` for the first pass (then the result is valid at the anchors)."""
         layers = layers if layers is not None else self.fixed_point_context()
         (ctx_layer, ctx_w, ctx_b), ep_layers = layers[0], layers[1:]
-        hyper = torch.cat([hyper_scales, hyper_means], dim=1)
-        rows = hyper.shape[2]
-        out = torch.empty_like(hyper)
+        rows = hyper_scales.shape[2]
+        scales, means = torch.empty_like(hyper_scales), torch.empty_like(hyper_means)
         halo = KERNEL // 2
         for r0 in range(0, rows, BAND_ROWS):
             r1 = min(r0 + BAND_ROWS, rows)
-            h = hyper[:, :, r0:r1]
+            h = torch.cat([hyper_scales[:, :, r0:r1], hyper_means[:, :, r0:r1]], dim=1)
             a_h = _fixed(h, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
             if anchors is None:
                 ctx = ctx_b.view(1, -1, 1, 1).expand(h.shape[0], -1, *h.shape[2:])
@@ -138,5 +139,5 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
                 a = _exact_conv(layer, a, w, b)
                 if i < len(ep_layers) - 1:
                     a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
-            out[:, :, r0:r1] = h + a
-        return out.chunk(2, dim=1)
+            scales[:, :, r0:r1], means[:, :, r0:r1] = (h + a).chunk(2, dim=1)
+        return scales, means

@@ -18,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..nets import build
+from ..nets.checkerboard import CheckerboardConv
 from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
 from ..nets.priors import gaussian_tables, scale_table
 
@@ -60,6 +61,9 @@ def export(model: MeanScaleHyperprior, dest: Path, model_id: str) -> str:
         for k, v in model.state_dict().items()
         if not k.startswith("z_density.")
     }
+    for name, module in model.named_modules():  # taps a masked conv never reads are stored as 0
+        if isinstance(module, CheckerboardConv):
+            tensors[f"{name}.weight"] = module.masked_weight().detach().half().contiguous()
     z_flat, z_len = _ragged(z_rows)
     y_flat, y_len = _ragged(y_rows)
     tensors.update({

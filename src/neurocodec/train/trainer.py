@@ -128,6 +128,8 @@ def train(
         state = torch.load(ckpt_path, map_location=dev, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        for g, wanted in zip(opt.param_groups, groups):  # the config's scale, not the checkpoint's
+            g["scale"] = wanted["scale"]
         step = int(state["step"])
         torch.manual_seed(cfg.seed + step)
     elif init is not None and Path(init).exists():
@@ -165,7 +167,7 @@ def train(
             break
         lr = cfg.lr if step < cfg.decay_at * cfg.steps else cfg.lr / 10
         for g in opt.param_groups:
-            g["lr"] = lr * g["scale"]
+            g["lr"] = lr * g.get("scale", 1.0)  # checkpoints from before the groups had no scale
         x = sampler.sample(cfg.batch)
         level = torch.randint(levels, (cfg.batch,), device=dev).float()
         loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda")
