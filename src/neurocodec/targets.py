@@ -1,7 +1,7 @@
 """Encoding to a file size (bits per pixel) or a fidelity (PSNR) instead of a quality.
 
 The codec's rate setting is an integer (photo models: the header's rate in 1/256 steps of a
-trained level, 1,793 settings for eight levels; the papers' models: quality 1..100), and bits and
+trained level, 256 * (levels - 1) + 1 settings; the papers' models: quality 1..100), and bits and
 PSNR rise with it. A bisection over that integer finds the setting nearest the target in about
 eleven encodes. The target is met when the result is within ``BPP_TOLERANCE`` (relative) or
 ``PSNR_TOLERANCE`` (dB); otherwise the result is the nearest the model can do, and ``note`` says
