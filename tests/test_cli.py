@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 import neurocodec
+from neurocodec import zoo
 from neurocodec.cli import main
 
 from conftest import photo_like
@@ -73,13 +74,14 @@ def test_info_compare_and_models(png, tmp_path, capsys):
     nac = tmp_path / "p.nac"
     main(["encode", str(png), "-o", str(nac), "--quiet"])
     assert main(["info", str(nac)]) == 0
-    assert "photo-hp64" in capsys.readouterr().out
+    assert zoo.DEFAULT_MODEL in capsys.readouterr().out
     assert main(["compare", str(png), "-q", "50"]) == 0
     table = capsys.readouterr().out
     for codec in ("neurocodec", "jpeg", "webp", "MS-SSIM"):
         assert codec in table
     assert main(["models"]) == 0
-    assert "photo-hp64" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "photo-hp64" in listed and f"{zoo.DEFAULT_MODEL} (default)" in listed
 
 
 def test_help_exits_0(capsys):

@@ -150,12 +150,12 @@ def test_a_missing_second_half_is_named(context_model):
 
 
 def test_plain_hyperprior_files_stay_version_1_0():
-    data = neurocodec.encode(photo_like(16, 16), quality=10)
+    data = neurocodec.encode(photo_like(16, 16), quality=10, model="photo-hp64")
     assert data[8:10] == bytes([1, 0])
 
 
 def test_a_1_0_file_may_not_carry_1_1_streams():
-    nac = container.unpack(neurocodec.encode(photo_like(16, 16), quality=10))
+    nac = container.unpack(neurocodec.encode(photo_like(16, 16), quality=10, model="photo-hp64"))
     from dataclasses import replace
 
     data = bytearray(container.pack(replace(nac, streams=(*nac.streams, (Stream.Y_CONTEXT, b"")))))
