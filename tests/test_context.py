@@ -167,3 +167,19 @@ def test_a_1_0_file_may_not_carry_1_1_streams():
     data[12 + hlen : 16 + hlen] = zlib.crc32(bytes(data[8 : 12 + hlen])).to_bytes(4, "little")
     with pytest.raises(neurocodec.NacFormatError, match="Y_CONTEXT needs .nac version 1.1, the file says 1.0"):
         container.unpack(bytes(data))
+
+
+def test_geometric_gain_interpolation_keeps_gain_times_inverse_steady_between_levels():
+    torch.manual_seed(0)
+    linear = build(HyperpriorConfig(n=8, m=12, lambdas=(0.001, 0.01, 0.1)))
+    geometric = build(HyperpriorConfig(n=8, m=12, lambdas=(0.001, 0.01, 0.1), gain_interpolation="geometric"))
+    geometric.load_state_dict(linear.state_dict())
+    for net in (linear, geometric):  # trained gains are not exact inverses: product 1 at every level
+        with torch.no_grad():
+            net.inv_gain.copy_(1 / net.gain)
+    level = torch.tensor([0.5, 1.0, 1.25])
+    product = geometric.y_gain(geometric.gain, level) * geometric.y_gain(geometric.inv_gain, level)
+    assert torch.allclose(product, torch.ones_like(product), atol=1e-6)
+    drift = linear.y_gain(linear.gain, level) * linear.y_gain(linear.inv_gain, level)
+    assert drift[0].min() > 1.1  # half-way between levels 10x apart in lambda, linear drifts
+    assert torch.allclose(geometric.y_gain(geometric.gain, torch.tensor([1.0])), linear.y_gain(linear.gain, torch.tensor([1.0])))

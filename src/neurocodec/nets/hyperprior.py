@@ -35,6 +35,7 @@ class HyperpriorConfig:
     m: int = 192
     lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
     context: str = "none"  # or "checkerboard" (nets.checkerboard)
+    gain_interpolation: str = "linear"  # of y's gains between levels; "geometric" keeps gain * inv_gain steady
 
     @property
     def levels(self) -> int:
@@ -92,19 +93,22 @@ class MeanScaleHyperprior(nn.Module):
         Linear interpolation keeps the result exact in float64 when table and level are dyadic,
         which the decoder relies on for ``inv_hyper_gain``.
         """
-        table = table.abs()
-        top = table.shape[0] - 1
-        level = level.to(table.dtype).clamp(0, top)
-        lo = torch.floor(level).long().clamp(max=top - 1) if top > 0 else torch.zeros_like(level).long()
-        t = (level - lo.to(table.dtype)).unsqueeze(1)
-        hi = (lo + 1).clamp(max=top)
-        rows = table[lo] * (1 - t) + table[hi] * t
-        return rows[:, :, None, None]
+        return _lerp_rows(table.abs(), level)
+
+    def y_gain(self, table: Tensor, level: Tensor) -> Tensor:
+        """``gain`` or ``inv_gain`` at ``level``. Geometric interpolation (Cui et al. 2021) keeps
+        the product gain * inv_gain between two levels between its values at those levels; linear
+        interpolation of both lets it drift above 1, so the decoder rescales y wrongly between
+        trained levels (measured: PSNR dips of up to 10 dB half-way on a smooth image). The hyper
+        gains stay linear: the exact entropy-parameter path needs dyadic arithmetic, no exp/log."""
+        if self.config.gain_interpolation == "geometric":
+            return _lerp_rows(table.abs().log(), level).exp()
+        return self.interpolate(table, level)
 
     # ----- training ----------------------------------------------------------------------
     def forward(self, x: Tensor, level: Tensor) -> dict[str, Tensor]:
         """Noisy-quantization forward pass for training; ``level`` holds one level per sample."""
-        y = self.g_a(x) * self.interpolate(self.gain, level)
+        y = self.g_a(x) * self.y_gain(self.gain, level)
         z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
         z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_round = z + (torch.round(z) - z).detach()
@@ -114,7 +118,7 @@ class MeanScaleHyperprior(nn.Module):
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_lik = gaussian_likelihood(y_noisy, scales, means)
         y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
-        x_hat = self.g_s(y_hat * self.interpolate(self.inv_gain, level))
+        x_hat = self.g_s(y_hat * self.y_gain(self.inv_gain, level))
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
 
     def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True) -> tuple[Tensor, Tensor]:
@@ -137,7 +141,7 @@ class MeanScaleHyperprior(nn.Module):
     # ----- coding-time pieces (used by neurocodec.codec) ---------------------------------
     def analysis(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         """Image in [0, 1] -> (gained y, rounded z as integers in float)."""
-        y = self.g_a(x) * self.interpolate(self.gain, level)
+        y = self.g_a(x) * self.y_gain(self.gain, level)
         z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
         return y, torch.round(z)
 
@@ -185,7 +189,7 @@ class MeanScaleHyperprior(nn.Module):
         return worst
 
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
-        return self.g_s(y_hat * self.interpolate(self.inv_gain, level))
+        return self.g_s(y_hat * self.y_gain(self.inv_gain, level))
 
 
 def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor) -> Tensor:
@@ -195,3 +199,14 @@ def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor) -> Tensor:
             a, w, b, stride=layer.stride, padding=layer.padding, output_padding=layer.output_padding
         )
     return nn.functional.conv2d(a, w, b, stride=layer.stride, padding=layer.padding)
+
+
+def _lerp_rows(table: Tensor, level: Tensor) -> Tensor:
+    """Rows of ``table`` linearly interpolated at ``level`` (shape (B,)), as (B, C, 1, 1)."""
+    top = table.shape[0] - 1
+    level = level.to(table.dtype).clamp(0, top)
+    lo = torch.floor(level).long().clamp(max=top - 1) if top > 0 else torch.zeros_like(level).long()
+    t = (level - lo.to(table.dtype)).unsqueeze(1)
+    hi = (lo + 1).clamp(max=top)
+    rows = table[lo] * (1 - t) + table[hi] * t
+    return rows[:, :, None, None]

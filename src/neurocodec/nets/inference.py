@@ -102,10 +102,13 @@ class InferenceTransforms:
     def _gain(self, table: Tensor, level: Tensor) -> Tensor:
         return self.net.interpolate(table.detach(), level).to(self.device, self.dtype)
 
+    def _y_gain(self, table: Tensor, level: Tensor) -> Tensor:
+        return self.net.y_gain(table.detach(), level).to(self.device, self.dtype)
+
     def analysis(self, x: Tensor, level: Tensor) -> Tensor:
         """Pixels in [0, 1], (1, 3, H, W) -> gained latent y, (1, M, H/16, W/16), on the device."""
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return self.g_a(x) * self._gain(self.net.gain, level)
+        return self.g_a(x) * self._y_gain(self.net.gain, level)
 
     def hyper_analysis(self, y: Tensor, level: Tensor) -> Tensor:
         """Gained y -> rounded hyper-latent z (integers stored as floats), on the device."""
@@ -115,7 +118,7 @@ class InferenceTransforms:
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
         y_hat = y_hat.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return self.g_s(y_hat * self._gain(self.net.inv_gain, level))
+        return self.g_s(y_hat * self._y_gain(self.net.inv_gain, level))
 
 
 @functools.lru_cache(maxsize=8)
