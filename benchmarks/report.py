@@ -24,7 +24,8 @@ def summary(result: dict, source: str) -> str:
 
 def table(result: dict, source: str) -> str:
     lines = [
-        f"Measured by `{result['command']}` at revision `{result['git_revision'][:12]}` "
+        f"Measured by `{result['command']}` at revision `{result['git_revision'][:12]}`"
+        f"{' plus uncommitted changes in src/' if result['git_revision'].endswith('+dirty') else ''} "
         f"({result['images']} images of {result['dataset']}, torch threads {result['machine']['torch_threads']}; "
         f"source: `{source}`).",
         "",
