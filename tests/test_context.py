@@ -13,7 +13,7 @@ import torch
 import neurocodec
 from neurocodec import codec, container, io, zoo
 from neurocodec.container import Stream
-from neurocodec.nets import build, checkerboard
+from neurocodec.nets import build, checkerboard, hyperprior
 from neurocodec.nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from neurocodec.nets.hyperprior import HyperpriorConfig
 from neurocodec.train.export import export, write_card
@@ -117,7 +117,8 @@ def test_context_passes_do_not_depend_on_summation_order(monkeypatch):
     hs, hm = _hyper(net, 8, 12)
     y_hat = torch.where(anchor_mask(8, 12), torch.randn(1, CONFIG.m, 8, 12, dtype=torch.float64) * 3, 0.0)
     before = [*net.context_parameters(hs, hm, None), *net.context_parameters(hs, hm, y_hat)]
-    monkeypatch.setattr(checkerboard, "_exact_conv", _reordered_conv)
+    monkeypatch.setattr(checkerboard, "_exact_conv", _reordered_conv)  # the context convolution
+    monkeypatch.setattr(hyperprior, "_exact_conv", _reordered_conv)  # ep, through run_fixed_point
     after = [*net.context_parameters(hs, hm, None), *net.context_parameters(hs, hm, y_hat)]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 

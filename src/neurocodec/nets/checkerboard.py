@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from .hyperprior import (
-    ACT_FRAC_BITS, ACT_MAX, WEIGHT_FRAC_BITS, WEIGHT_MAX, HyperpriorConfig, MeanScaleHyperprior, _exact_conv, _fixed,
+    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, MeanScaleHyperprior, _exact_conv, _fixed, fixed_point_layer,
+    run_fixed_point,
 )
 from .priors import gaussian_likelihood
 
@@ -97,16 +98,8 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
     # ----- coding time (exact) -----------------------------------------------------------
     def fixed_point_context(self) -> list[tuple[nn.Module, Tensor, Tensor]]:
         """``context`` then ``ep``'s convolutions on the fixed-point grid, in float64."""
-        layers = [self.context, *(mod for mod in self.ep if not isinstance(mod, nn.ReLU))]
-        out = []
-        for layer in layers:
-            w = layer.masked_weight() if isinstance(layer, CheckerboardConv) else layer.weight
-            out.append((
-                layer,
-                _fixed(w.detach().double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX),
-                _fixed(layer.bias.detach().double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS),
-            ))
-        return out
+        return [fixed_point_layer(self.context, self.context.masked_weight()),
+                *(fixed_point_layer(mod) for mod in self.ep if not isinstance(mod, nn.ReLU))]
 
     def fixed_point_layers(self) -> list[tuple[nn.Module, Tensor, Tensor]]:
         return [*super().fixed_point_layers(), *self.fixed_point_context()]
@@ -135,9 +128,6 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
                 a = _fixed(anchors[:, :, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
                 ctx = _exact_conv(ctx_layer, a, ctx_w, ctx_b)[:, :, r0 - lo : r0 - lo + (r1 - r0)]
             a = torch.cat([a_h, _fixed(ctx, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)], dim=1)
-            for i, (layer, w, b) in enumerate(ep_layers):
-                a = _exact_conv(layer, a, w, b)
-                if i < len(ep_layers) - 1:
-                    a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
+            a = run_fixed_point(ep_layers, a)
             scales[:, :, r0:r1], means[:, :, r0:r1] = (h + a).chunk(2, dim=1)
         return scales, means

@@ -147,12 +147,7 @@ class MeanScaleHyperprior(nn.Module):
 
     def fixed_point_h_s(self) -> list[tuple[nn.Module, Tensor, Tensor]]:
         """h_s's convolutions with their weights and biases on the fixed-point grid, in float64."""
-        return [
-            (layer,
-             _fixed(layer.weight.detach().double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX),
-             _fixed(layer.bias.detach().double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS))
-            for layer in self.h_s if not isinstance(layer, nn.ReLU)
-        ]
+        return [fixed_point_layer(layer) for layer in self.h_s if not isinstance(layer, nn.ReLU)]
 
     def entropy_parameters(
         self, z_symbols: Tensor, level: Tensor, layers: list[tuple[nn.Module, Tensor, Tensor]] | None = None
@@ -161,11 +156,7 @@ class MeanScaleHyperprior(nn.Module):
         ``layers``: ``fixed_point_h_s()`` computed once, for callers whose weights do not change."""
         ihg = self.interpolate(self.inv_hyper_gain.detach().double(), level.double())
         a = _fixed(z_symbols.double() * ihg, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
-        layers = layers if layers is not None else self.fixed_point_h_s()
-        for i, (layer, w, b) in enumerate(layers):
-            a = _exact_conv(layer, a, w, b)
-            if i < len(layers) - 1:
-                a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
+        a = run_fixed_point(layers if layers is not None else self.fixed_point_h_s(), a)
         scales, means = a.chunk(2, dim=1)
         return scales, means
 
@@ -190,6 +181,25 @@ class MeanScaleHyperprior(nn.Module):
 
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         return self.g_s(y_hat * self.y_gain(self.inv_gain, level))
+
+
+def fixed_point_layer(layer: nn.Module, weight: Tensor | None = None) -> tuple[nn.Module, Tensor, Tensor]:
+    """``layer`` with its weights (``weight`` if given, e.g. masked) on the 2^-12 grid, clamped
+    to ±8, and its bias on the 2^-20 grid, in float64."""
+    w = layer.weight if weight is None else weight
+    return (layer,
+            _fixed(w.detach().double(), WEIGHT_FRAC_BITS).clamp(-WEIGHT_MAX, WEIGHT_MAX),
+            _fixed(layer.bias.detach().double(), WEIGHT_FRAC_BITS + ACT_FRAC_BITS))
+
+
+def run_fixed_point(layers: list[tuple[nn.Module, Tensor, Tensor]], a: Tensor) -> Tensor:
+    """Exact convolutions in sequence on fixed-point input ``a``, with a ReLU rounded back to the
+    2^-8 grid (and capped at ``ACT_MAX``) between them; the last output is not rounded."""
+    for i, (layer, w, b) in enumerate(layers):
+        a = _exact_conv(layer, a, w, b)
+        if i < len(layers) - 1:
+            a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
+    return a
 
 
 def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor) -> Tensor:
