@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Callable, Literal, Union
 
 import numpy as np
 import torch
@@ -125,30 +125,47 @@ def _entropy_parameters(
     return scales, means
 
 
+_HALVES = ((Stream.Y, Stream.Y_ESCAPES), (Stream.Y_CONTEXT, Stream.Y_CONTEXT_ESCAPES))
+"""Stream kinds of a checkerboard model's anchors, then of the other half."""
+
+
+def _checkerboard_passes(
+    model: PhotoModel, scales: torch.Tensor, means: torch.Tensor,
+    code: Callable[[torch.Tensor, tuple[Stream, Stream], np.ndarray, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The two passes a checkerboard model's encoder and decoder share: anchors, then the rest
+    with parameters that see the anchors. ``code(half, kinds, scale_index, means)`` codes (or
+    reads) one half's residuals; returns y_hat in float64, the same on both sides."""
+    net, layers = model.net, list(fixed_point_context(model.net))
+    anchor = anchor_mask(*means.shape[2:])
+    y_hat = torch.zeros(means.shape, dtype=torch.float64)
+    for half, kinds in zip((anchor, ~anchor), _HALVES):
+        s, mu = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
+        mu = mu[0][:, half]
+        y_hat[0][:, half] = code(half, kinds, model.y_coder.scale_index(s[0][:, half].numpy()), mu) + mu
+        del s, mu  # before the next pass allocates its own
+    return y_hat
+
+
 def _encode_y(
     model: PhotoModel, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor
 ) -> tuple[list[tuple[Stream, bytes]], torch.Tensor]:
     """y's streams and y_hat (float64, what the decoder will have). ``scales``/``means`` come from
-    the hyperprior; a checkerboard model codes its anchors with parameters refined from them,
-    then the other half with parameters that also see the anchors (two streams each)."""
+    the hyperprior; a checkerboard model refines them in two passes (two streams each)."""
     coder = model.y_coder
     if not isinstance(model.net, CheckerboardHyperprior):
         residual = torch.round(y.double() - means)
         y_stream, esc = coder.encode(residual[0].numpy().astype(np.int64), coder.scale_index(scales[0].numpy()))
         return [(Stream.Y, y_stream), (Stream.Y_ESCAPES, esc)], residual.add_(means)
-    net, layers = model.net, list(fixed_point_context(model.net))
-    anchor = anchor_mask(*y.shape[2:])
     streams = []
-    y_hat = torch.zeros(y.shape, dtype=torch.float64)
-    for half, kinds in ((anchor, (Stream.Y, Stream.Y_ESCAPES)), (~anchor, (Stream.Y_CONTEXT, Stream.Y_CONTEXT_ESCAPES))):
-        s, mu = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
-        mu = mu[0][:, half]
+
+    def code(half, kinds, index, mu):
         residual = torch.round(y[0][:, half].double() - mu)
-        symbols, esc = coder.encode(residual.numpy().astype(np.int64), coder.scale_index(s[0][:, half].numpy()))
-        streams += [(kinds[0], symbols), (kinds[1], esc)]
-        y_hat[0][:, half] = residual + mu
-        del s, mu, residual
-    return streams, y_hat
+        symbols, esc = coder.encode(residual.numpy().astype(np.int64), index)
+        streams.extend([(kinds[0], symbols), (kinds[1], esc)])
+        return residual
+
+    return streams, _checkerboard_passes(model, scales, means, code)
 
 
 def _decode_y(model: PhotoModel, nac: NacFile, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -160,16 +177,11 @@ def _decode_y(model: PhotoModel, nac: NacFile, scales: torch.Tensor, means: torc
         y_hat = means
         np.add(y_hat[0].numpy(), residual, out=y_hat[0].numpy())  # in place; numpy skips torch's thread pool
         return y_hat
-    net, layers = model.net, list(fixed_point_context(model.net))
-    anchor = anchor_mask(*means.shape[2:])
-    y_hat = torch.zeros(means.shape, dtype=torch.float64)
-    for half, kinds in ((anchor, (Stream.Y, Stream.Y_ESCAPES)), (~anchor, (Stream.Y_CONTEXT, Stream.Y_CONTEXT_ESCAPES))):
-        s, mu = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
-        mu = mu[0][:, half]
-        residual = coder.decode(nac.stream(kinds[0]), nac.stream(kinds[1]), coder.scale_index(s[0][:, half].numpy()))
-        y_hat[0][:, half] = torch.from_numpy(residual) + mu
-        del s, mu  # before the next pass allocates its own
-    return y_hat
+
+    def code(half, kinds, index, mu):
+        return torch.from_numpy(coder.decode(nac.stream(kinds[0]), nac.stream(kinds[1]), index))
+
+    return _checkerboard_passes(model, scales, means, code)
 
 
 def _scaled(s: slice, factor: int) -> slice:
