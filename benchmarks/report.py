@@ -6,6 +6,7 @@ and copy the measured figures into the model card.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -77,7 +78,10 @@ def update_card(result: dict, source: str) -> None:
 
 
 def main(argv: list[str]) -> None:
-    paths = [Path(a) for a in argv] or [ROOT / "benchmarks" / "results" / "kodak.json"]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("results", nargs="*", type=Path,
+                   help="kodak.json first (the README table), then other results files (summary lines)")
+    paths = p.parse_args(argv).results or [ROOT / "benchmarks" / "results" / "kodak.json"]
     extras = []
     for extra in paths[1:]:
         source = str(extra.resolve().relative_to(ROOT))
