@@ -243,7 +243,8 @@ def seams(files: list[Path], tile: int) -> dict:
 def table(result: dict) -> str:
     m = result["machine"]
     lines = [
-        f"Measured by `{result['command']}` at revision `{result['git_revision'][:12]}` on {m['cpus']} CPU cores, "
+        f"Measured by `{result['command']}` at revision `{result['git_revision'][:12]}`"
+        f"{' with model `' + result['model']['id'] + '`' if 'model' in result else ''} on {m['cpus']} CPU cores, "
         f"torch threads {m['torch_threads']}, device {m['device']}; load average {m['load_before'][0]:.1f} before and "
         f"{m['load_after'][0]:.1f} after{' (machine shared with other jobs: times are noisy)' if m['shared'] else ''}; "
         f"source: `benchmarks/results/speed.json`. Medians of {result['repeats']} runs after a warm-up "
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     from PIL import Image
 
     import neurocodec
+    from neurocodec import zoo
 
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     result = {
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                     "device": args.device or "cpu", "pillow": Image.__version__,
                     "neurocodec": neurocodec.__version__, "load_before": list(os.getloadavg()),
                     "shared": args.shared},
+        "model": {"id": zoo.DEFAULT_MODEL, "weights_sha256": zoo.card(zoo.DEFAULT_MODEL)["sha256"]},
         "repeats": args.repeats,
         "large_repeats": args.large_repeats,
         "images": {},
@@ -365,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict | None:
             result["images"]["large"]["source"] = f"{src.relative_to(ROOT.parent)} upscaled (Lanczos) to 6000x4000"
     result["machine"]["load_after"] = list(os.getloadavg())
     run = {"command": result["command"], "git_revision": result["git_revision"], "torch_threads": args.threads,
-           "load_before": result["machine"]["load_before"]}
+           "load_before": result["machine"]["load_before"], "model": result["model"]["id"]}
     for entry in result["images"].values():
         entry.setdefault("run", run)
     out_path.parent.mkdir(exist_ok=True)
