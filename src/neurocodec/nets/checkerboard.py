@@ -63,12 +63,12 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
 
     def __init__(self, config: HyperpriorConfig = HyperpriorConfig(context="checkerboard")):
         super().__init__(config)
-        m = config.m
-        self.context = CheckerboardConv(m, 2 * m)
+        m, e = config.m, config.e
+        self.context = CheckerboardConv(m, 2 * e)
         self.ep = nn.Sequential(
-            nn.Conv2d(4 * m, 10 * m // 3, 1), nn.ReLU(),
-            nn.Conv2d(10 * m // 3, 8 * m // 3, 1), nn.ReLU(),
-            nn.Conv2d(8 * m // 3, 2 * m, 1),
+            nn.Conv2d(2 * m + 2 * e, 10 * e // 3, 1), nn.ReLU(),
+            nn.Conv2d(10 * e // 3, 8 * e // 3, 1), nn.ReLU(),
+            nn.Conv2d(8 * e // 3, 2 * m, 1),
         )
         nn.init.zeros_(self.ep[-1].weight)
         nn.init.zeros_(self.ep[-1].bias)

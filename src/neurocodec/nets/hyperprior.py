@@ -36,6 +36,14 @@ class HyperpriorConfig:
     lambdas: tuple[float, ...] = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
     context: str = "none"  # or "checkerboard" (nets.checkerboard)
     gain_interpolation: str = "linear"  # of y's gains between levels; "geometric" keeps gain * inv_gain steady
+    entropy_width: int | None = None  # channels inside h_s and the context model; None: m
+
+    @property
+    def e(self) -> int:
+        """Width of the entropy-parameter networks. It is decoupled from m because they hold most
+        of the parameters (they grow like m^2), while the quality ceiling at high rate is set by
+        m alone: more latent channels are affordable only with a narrower entropy side."""
+        return self.m if self.entropy_width is None else self.entropy_width
 
     @property
     def levels(self) -> int:
@@ -60,7 +68,7 @@ class MeanScaleHyperprior(nn.Module):
 
     def __init__(self, config: HyperpriorConfig = HyperpriorConfig()):
         super().__init__()
-        n, m, levels = config.n, config.m, config.levels
+        n, m, e, levels = config.n, config.m, config.e, config.levels
         self.config = config
         self.g_a = nn.Sequential(
             conv(3, n), GDN(n), conv(n, n), GDN(n), conv(n, n), GDN(n), conv(n, m)
@@ -73,7 +81,7 @@ class MeanScaleHyperprior(nn.Module):
             conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n)
         )
         self.h_s = nn.Sequential(
-            deconv(n, m), nn.ReLU(), deconv(m, m * 3 // 2), nn.ReLU(), conv(m * 3 // 2, 2 * m, 3, 1)
+            deconv(n, e), nn.ReLU(), deconv(e, e * 3 // 2), nn.ReLU(), conv(e * 3 // 2, 2 * m, 3, 1)
         )
         self.z_density = FactorizedDensity(n)
         # Gains: y is multiplied by gain before rounding, the decoder multiplies by inv_gain.
