@@ -61,14 +61,14 @@ def test_widening_keeps_z_and_every_old_channels_entropy_parameters_exactly():
             assert torch.equal(so, sw[:, :12]) and torch.equal(mo, mw[:, :12])
 
 
-def test_new_channels_start_nearly_free_and_nearly_invisible():
+def test_new_channels_start_rounded_to_zero_so_picture_and_rate_barely_change():
     old = _trained_like()
     wide = _widened(old)
     x, level = torch.rand(1, 3, 64, 64), torch.tensor([1.0])
     bits_old, x_old = old.estimate(x, level)
     bits_wide, x_wide = wide.estimate(x, level)
-    assert (x_wide - x_old).abs().mean() < 0.01 * (x_old - x_old.mean()).abs().mean() + 1e-3
-    assert bits_wide.item() < 1.1 * bits_old.item()
+    assert torch.equal(x_wide, x_old)  # every new latent rounds to 0 at the top level too
+    assert bits_wide.item() < 1.05 * bits_old.item()  # ... and a 0 costs little under the narrow start scale
 
 
 def test_new_analysis_filters_learn_even_while_their_latents_round_to_zero():
@@ -99,7 +99,6 @@ def test_the_z_density_is_recovered_from_a_shipped_files_tables(tmp_path):
         state = {k: f.get_tensor(k) for k in f.keys()}
     fitted = build(CONFIG)
     fitted.load_state_dict(density_from_tables(state, CONFIG.n), strict=False)
-    offsets, pmfs = net.z_density.to_tables()
     v = torch.arange(-40, 41, dtype=torch.float32).view(1, 1, -1).expand(CONFIG.n, 1, -1).contiguous()
     with torch.no_grad():
         p = net.z_density._interval_mass(v)[:, 0].double()

@@ -122,6 +122,8 @@ def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: in
     offsets = state["tables.z_offsets"].long()
     lengths = state["tables.z_lengths"].long()
     flat = state["tables.z_pmfs"].double()
+    if len(offsets) != channels or len(lengths) != channels or int(lengths.sum()) != len(flat):
+        raise ValueError(f"z tables do not describe {channels} channels")
     width = int(lengths.max())
     symbols = offsets[:, None] + torch.arange(width)[None, :]
     target = torch.zeros(channels, width, dtype=torch.float64)
@@ -129,7 +131,9 @@ def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: in
     for c in range(channels):
         target[c, : lengths[c]] = flat[start : start + lengths[c]]
         start += int(lengths[c])
-    density = FactorizedDensity(channels)
+    with torch.random.fork_rng():  # the density's random start must not depend on the caller's RNG
+        torch.manual_seed(0)
+        density = FactorizedDensity(channels)
     opt = torch.optim.Adam(density.parameters(), lr=1e-2)
     v = symbols.float()[:, None, :]
     for _ in range(steps):
@@ -159,6 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     with safe_open(str(args.weights), framework="pt") as f:
         state = {k: f.get_tensor(k) for k in f.keys()}
         meta = f.metadata() or {}
+    if args.config is None and "config" not in meta:
+        p.error(f"{args.weights} does not record its config (a run's snapshot): pass --config RUN/config.json")
     raw = json.loads(args.config.read_text()) if args.config else json.loads(meta["config"])
     raw = raw.get("model", raw)
     config = HyperpriorConfig(**{**raw, "lambdas": tuple(raw["lambdas"])})
