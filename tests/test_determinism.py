@@ -35,7 +35,10 @@ def _z_symbols(model, img: np.ndarray, quality: int) -> tuple[torch.Tensor, torc
     return torch.from_numpy(z)[None], torch.tensor([nac.rate / codec.RATE_SCALE])
 
 
-def test_bytes_and_pixels_do_not_depend_on_the_thread_count():
+def test_bytes_do_not_depend_on_the_thread_count_and_pixels_by_at_most_one_level():
+    """The parse is exact by construction; g_s runs in float32 on oneDNN kernels, whose reductions
+    may split across threads: on 2026-11-25 both photo-cb64 and photo-cb64-m144 decoded 2-3 of
+    73,728 values one level apart at 2 or 4 threads (earlier sessions saw no difference)."""
     img = photo_like(128, 192, seed=5)
     before = torch.get_num_threads()
     results = []
@@ -48,7 +51,7 @@ def test_bytes_and_pixels_do_not_depend_on_the_thread_count():
         torch.set_num_threads(before)
     for data, pixels in results[1:]:
         assert data == results[0][0]
-        np.testing.assert_array_equal(pixels, results[0][1])
+        assert np.abs(pixels.astype(int) - results[0][1].astype(int)).max() <= 1
 
 
 def test_entropy_parameters_of_a_batch_equal_each_image_alone(model):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .papers import PaperModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = "photo-cb64"
+DEFAULT_MODEL = "photo-cb64-m144"
 
 
 @dataclass(frozen=True)
