@@ -30,3 +30,22 @@ def small_nac(rgb) -> bytes:
     import neurocodec
 
     return neurocodec.encode(rgb[:32, :40], quality=20)
+
+
+@pytest.fixture
+def install_model(tmp_path, monkeypatch):
+    """``install_model(net, model_id)``: export ``net`` into a temporary zoo and load it by ID, as
+    the codec would load a shipped model (the zoo's cache is cleared around it)."""
+    from neurocodec import zoo
+    from neurocodec.train.export import export, write_card
+
+    def install(net, model_id: str):
+        dest = tmp_path / "weights"
+        sha = export(net, dest / f"{model_id}.safetensors", model_id)
+        write_card(dest, model_id, sha, {"config": {}})
+        monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
+        zoo.load.cache_clear()
+        return zoo.load(model_id)
+
+    yield install
+    zoo.load.cache_clear()

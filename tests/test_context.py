@@ -11,12 +11,11 @@ import pytest
 import torch
 
 import neurocodec
-from neurocodec import codec, container, io, zoo
+from neurocodec import codec, container, io
 from neurocodec.container import Stream
 from neurocodec.nets import build, checkerboard, hyperprior
 from neurocodec.nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from neurocodec.nets.hyperprior import HyperpriorConfig
-from neurocodec.train.export import export, write_card
 
 from conftest import photo_like
 
@@ -94,14 +93,8 @@ def test_a_context_model_initialised_from_a_hyperprior_starts_as_that_hyperprior
 
 
 @pytest.fixture
-def context_model(tmp_path, monkeypatch):
-    dest = tmp_path / "weights"
-    sha = export(_random_net(), dest / "tiny-cb.safetensors", "tiny-cb")
-    write_card(dest, "tiny-cb", sha, {"config": {}})
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
-    zoo.load.cache_clear()
-    yield zoo.load("tiny-cb")
-    zoo.load.cache_clear()
+def context_model(install_model):
+    return install_model(_random_net(), "tiny-cb")
 
 
 def test_exported_context_weights_are_zero_at_the_taps_the_mask_hides(context_model):

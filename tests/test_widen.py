@@ -7,26 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from neurocodec import codec, io, zoo
+from neurocodec import codec, io
 from neurocodec.nets import build
 from neurocodec.nets.checkerboard import anchor_mask
 from neurocodec.nets.hyperprior import HyperpriorConfig
-from neurocodec.train.export import export, write_card
+from neurocodec.train.export import export
 from neurocodec.train.widen import density_from_tables, widen_state
 
 from conftest import photo_like
-
-CONFIG = HyperpriorConfig(n=8, m=12, lambdas=(0.01, 0.1), context="checkerboard")
-
-
-def _trained_like(config: HyperpriorConfig = CONFIG, seed: int = 0):
-    torch.manual_seed(seed)
-    net = build(config)
-    with torch.no_grad():  # the residual context layers start at zero; give them weight
-        net.context.weight.normal_(0, 0.05)
-        net.ep[-1].weight.normal_(0, 0.05)
-        net.ep[-1].bias.normal_(0, 0.05)
-    return net.eval()
+from test_context import CONFIG, _random_net  # a small checkerboard model with non-zero context layers
 
 
 def _widened(net, m_new: int = 18):
@@ -43,7 +32,7 @@ def test_default_entropy_width_is_the_latent_width():
 
 
 def test_widening_keeps_z_and_every_old_channels_entropy_parameters_exactly():
-    old = _trained_like()
+    old = _random_net()
     wide = _widened(old)
     assert wide.config.m == 18 and wide.config.e == 12
     x, level = torch.rand(1, 3, 64, 64), torch.tensor([0.5])
@@ -62,7 +51,7 @@ def test_widening_keeps_z_and_every_old_channels_entropy_parameters_exactly():
 
 
 def test_new_channels_start_rounded_to_zero_so_picture_and_rate_barely_change():
-    old = _trained_like()
+    old = _random_net()
     wide = _widened(old)
     x, level = torch.rand(1, 3, 64, 64), torch.tensor([1.0])
     bits_old, x_old = old.estimate(x, level)
@@ -72,7 +61,7 @@ def test_new_channels_start_rounded_to_zero_so_picture_and_rate_barely_change():
 
 
 def test_new_analysis_filters_learn_even_while_their_latents_round_to_zero():
-    wide = _widened(_trained_like()).train()
+    wide = _widened(_random_net()).train()
     x, level = torch.rand(2, 3, 64, 64), torch.tensor([0.0, 1.0])
     with torch.no_grad():
         y, _ = wide.analysis(x, level)
@@ -84,11 +73,11 @@ def test_new_analysis_filters_learn_even_while_their_latents_round_to_zero():
 
 def test_widening_can_only_add_channels():
     with pytest.raises(ValueError, match="m can only grow"):
-        widen_state(_trained_like().state_dict(), CONFIG, 12)
+        widen_state(_random_net().state_dict(), CONFIG, 12)
 
 
 def test_the_z_density_is_recovered_from_a_shipped_files_tables(tmp_path):
-    net = _trained_like()
+    net = _random_net()
     with torch.no_grad():  # a density away from its initialisation
         for b in net.z_density.biases:
             b.add_(torch.randn_like(b))
@@ -108,14 +97,8 @@ def test_the_z_density_is_recovered_from_a_shipped_files_tables(tmp_path):
 
 
 @pytest.fixture
-def narrow_entropy_model(tmp_path, monkeypatch):
-    dest = tmp_path / "weights"
-    sha = export(_widened(_trained_like()), dest / "tiny-wide.safetensors", "tiny-wide")
-    write_card(dest, "tiny-wide", sha, {"config": {}})
-    monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
-    zoo.load.cache_clear()
-    yield zoo.load("tiny-wide")
-    zoo.load.cache_clear()
+def narrow_entropy_model(install_model):
+    return install_model(_widened(_random_net()), "tiny-wide")
 
 
 def test_a_model_with_a_narrow_entropy_side_round_trips_bit_exactly(narrow_entropy_model):

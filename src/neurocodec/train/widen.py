@@ -23,6 +23,7 @@ keeps its trained weights and the file grows only where the latents do.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -105,9 +106,7 @@ def widen_state(state: dict[str, torch.Tensor], config: HyperpriorConfig, m_new:
         s["ep.4.bias"] = _split_param_channels(s["ep.4.bias"], m_old, m_new, 0)
     elif config.context != "none":
         raise ValueError(f"cannot widen a '{config.context}' context model")
-    wide = HyperpriorConfig(n=config.n, m=m_new, lambdas=config.lambdas, context=config.context,
-                            gain_interpolation=config.gain_interpolation, entropy_width=config.e)
-    return s, wide
+    return s, dataclasses.replace(config, m=m_new, entropy_width=config.e)
 
 
 def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: int = 1500) -> dict[str, torch.Tensor]:
@@ -118,6 +117,7 @@ def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: in
     for thousands of steps. Fitting it to the tables (cross-entropy on their support) restores it.
     """
     from ..nets.priors import FactorizedDensity
+    from ..zoo import _ragged
 
     offsets = state["tables.z_offsets"].long()
     lengths = state["tables.z_lengths"].long()
@@ -127,10 +127,8 @@ def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: in
     width = int(lengths.max())
     symbols = offsets[:, None] + torch.arange(width)[None, :]
     target = torch.zeros(channels, width, dtype=torch.float64)
-    start = 0
-    for c in range(channels):
-        target[c, : lengths[c]] = flat[start : start + lengths[c]]
-        start += int(lengths[c])
+    for c, row in enumerate(_ragged(flat.numpy(), lengths.numpy())):  # the zoo's reading of the tables
+        target[c, : len(row)] = torch.from_numpy(row)
     with torch.random.fork_rng():  # the density's random start must not depend on the caller's RNG
         torch.manual_seed(0)
         density = FactorizedDensity(channels)
@@ -146,8 +144,6 @@ def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: in
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dataclasses import asdict
-
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -174,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     step = args.step if args.step is not None else int(meta.get("step", 0))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.half().contiguous() for k, v in wide.items()}, str(args.out),
-              metadata={"step": str(step), "config": json.dumps(asdict(wide_config))})
+              metadata={"step": str(step), "config": json.dumps(dataclasses.asdict(wide_config))})
     print(f"wrote {args.out}: m {config.m} -> {args.m} (entropy width {wide_config.e}), step {step}")
 
 
