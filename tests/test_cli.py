@@ -81,7 +81,7 @@ def test_info_compare_and_models(png, tmp_path, capsys):
         assert codec in table
     assert main(["models"]) == 0
     listed = capsys.readouterr().out
-    assert "photo-hp64" in listed and f"{zoo.DEFAULT_MODEL} (default)" in listed
+    assert all(m in listed for m in zoo.shipped()) and f"{zoo.DEFAULT_MODEL} (default)" in listed
 
 
 def test_help_exits_0(capsys):

@@ -269,13 +269,16 @@ def compare(
 
 @app.command()
 def models() -> None:
-    """List the installed models."""
+    """List the models this installation can use: shipped ones, then those found on
+    $NEUROCODEC_WEIGHTS_PATH (a folder list, where the files of retired models go)."""
     from . import zoo
 
+    shipped = set(zoo.shipped())
     for mid in zoo.available():
         card = zoo.card(mid)
         default = " (default)" if mid == zoo.DEFAULT_MODEL else ""
-        typer.echo(f"{mid}{default}: {card.get('architecture', '')}")
+        where = "" if mid in shipped else f" [{zoo.PATH_VARIABLE}]"
+        typer.echo(f"{mid}{default}{where}: {card.get('architecture', '')}")
 
 
 @app.command()

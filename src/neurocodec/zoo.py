@@ -1,9 +1,15 @@
 """Model IDs -> verified weights, ready-to-code models, loaded once per process.
 
-Each shipped model is a pair of package files in ``neurocodec/weights``: ``ID.safetensors``
-(fp16 parameters and coding tables) and ``ID.json`` (its model card: data, steps, lambdas,
-measured figures, and the SHA-256 the weights must have). Loading goes through safetensors only
-(no pickle) and refuses a file whose digest differs from the card's.
+Each model is a pair of files: ``ID.safetensors`` (fp16 parameters and coding tables) and
+``ID.json`` (its model card: data, steps, lambdas, measured figures, and the SHA-256 the weights
+must have). Loading goes through safetensors only (no pickle) and refuses a file whose digest
+differs from the card's.
+
+The package ships its pairs in ``neurocodec/weights``. The weights budget (24 MB) cannot hold
+every model a ``.nac`` file may name, so older models are *retired*: ``weights/retired.json``
+records each one's digest and where its files last shipped, and a user who still has such files
+puts them in a folder named by ``$NEUROCODEC_WEIGHTS_PATH`` (``os.pathsep``-separated). The
+package folder is searched first, so such a folder adds models but never replaces a shipped one.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
     from .papers import PaperModel
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+PATH_VARIABLE = "NEUROCODEC_WEIGHTS_PATH"
 DEFAULT_MODEL = "photo-cb64-m144"
 
 
@@ -46,17 +54,62 @@ class PhotoModel:
         return self.net.config.levels
 
 
+def folders() -> list[Path]:
+    """Where model files are looked up, in order: the package's folder, then $NEUROCODEC_WEIGHTS_PATH."""
+    extra = os.environ.get(PATH_VARIABLE, "")
+    return [WEIGHTS_DIR] + [Path(p) for p in extra.split(os.pathsep) if p]
+
+
+def _pairs(folder: Path) -> list[str]:
+    """IDs with both files (card and weights) in ``folder``."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}.safetensors").is_file())
+
+
+def _index() -> dict[str, Path]:
+    """Model ID -> the first folder holding both of its files."""
+    found: dict[str, Path] = {}
+    for folder in folders():
+        for model_id in _pairs(folder):
+            found.setdefault(model_id, folder)
+    return found
+
+
+def shipped() -> list[str]:
+    """IDs of the models in the package itself."""
+    return _pairs(WEIGHTS_DIR)
+
+
 def available() -> list[str]:
-    """IDs of the models shipped in this installation."""
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json") if (WEIGHTS_DIR / f"{p.stem}.safetensors").exists())
+    """IDs of the models this installation can load: shipped ones and those on $NEUROCODEC_WEIGHTS_PATH."""
+    return sorted(_index())
+
+
+def retired() -> dict[str, dict]:
+    """Models the package no longer ships: ID -> {sha256, retired_in, last_shipped_in, revision}."""
+    path = WEIGHTS_DIR / "retired.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _folder(model_id: str) -> Path:
+    folder = _index().get(model_id)  # never a path: an ID read from a file must not pick the folder
+    if folder is not None:
+        return folder
+    gone = retired().get(model_id)
+    if gone is not None:
+        raise NacModelError(
+            f"model '{model_id}' was retired in neurocodec {gone['retired_in']} and is not installed: "
+            f"decode with neurocodec {gone['last_shipped_in']}, or copy {model_id}.json and "
+            f"{model_id}.safetensors from it (src/neurocodec/weights/ at git revision "
+            f"{gone['revision'][:12]}) into a folder named by {PATH_VARIABLE}"
+        )
+    known = ", ".join(available()) or "none"
+    raise NacModelError(f"unknown model '{model_id}' (available: {known})")
 
 
 def card(model_id: str) -> dict:
-    path = WEIGHTS_DIR / f"{model_id}.json"
-    if model_id not in available():  # never a path: an ID read from a file must not leave WEIGHTS_DIR
-        known = ", ".join(available()) or "none"
-        raise NacModelError(f"unknown model '{model_id}' (available: {known})")
-    return json.loads(path.read_text())
+    return json.loads((_folder(model_id) / f"{model_id}.json").read_text())
 
 
 def _ragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -69,13 +122,19 @@ def load(model_id: str = DEFAULT_MODEL) -> "Model":
     from safetensors import safe_open
 
     meta_card = card(model_id)
-    path = WEIGHTS_DIR / f"{model_id}.safetensors"
+    path = _folder(model_id) / f"{model_id}.safetensors"
     blob = path.read_bytes()
     sha = hashlib.sha256(blob).hexdigest()
     if sha != meta_card["sha256"]:
         raise NacModelError(
             f"weights file {path.name} has SHA-256 {sha[:16]}…, its model card records "
             f"{meta_card['sha256'][:16]}…: the file was modified or damaged"
+        )
+    gone = retired().get(model_id)
+    if gone is not None and sha != gone["sha256"]:
+        raise NacModelError(
+            f"weights file {path} has SHA-256 {sha[:16]}…, but retired model '{model_id}' shipped as "
+            f"{gone['sha256'][:16]}…: these are other weights under its name"
         )
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
