@@ -128,7 +128,8 @@ def test_hostile_escape_streams_raise_format_errors(small_nac):
 
 def test_model_id_from_a_file_is_never_used_as_a_path(small_nac):
     f = container.unpack(small_nac)
-    for mid in ("../weights/photo-hp64", "/etc/passwd", "photo-hp64/../photo-hp64"):
+    m = zoo.DEFAULT_MODEL
+    for mid in (f"../weights/{m}", "/etc/passwd", f"{m}/../{m}"):
         err = _decode_fails_fast(container.pack(replace(f, model_id=mid)))
         assert isinstance(err, NacModelError) and "unknown model" in str(err)
 
@@ -141,14 +142,15 @@ def fresh_zoo(monkeypatch):
 
 
 def test_tampered_weight_file_is_refused_with_a_clear_message(fresh_zoo, tmp_path):
-    for name in ("photo-hp64.json", "photo-hp64.safetensors"):
+    m = zoo.DEFAULT_MODEL
+    for name in (f"{m}.json", f"{m}.safetensors"):
         shutil.copy(zoo.WEIGHTS_DIR / name, tmp_path / name)
-    blob = bytearray((tmp_path / "photo-hp64.safetensors").read_bytes())
+    blob = bytearray((tmp_path / f"{m}.safetensors").read_bytes())
     blob[-100] ^= 0x01
-    (tmp_path / "photo-hp64.safetensors").write_bytes(bytes(blob))
+    (tmp_path / f"{m}.safetensors").write_bytes(bytes(blob))
     fresh_zoo.setattr(zoo, "WEIGHTS_DIR", tmp_path)
-    with pytest.raises(NacModelError, match="photo-hp64.safetensors has SHA-256 .* modified or damaged"):
-        zoo.load("photo-hp64")
+    with pytest.raises(NacModelError, match=f"{m}.safetensors has SHA-256 .* modified or damaged"):
+        zoo.load(m)
 
 
 def test_weights_load_and_decode_without_pickle(fresh_zoo, small_nac):

@@ -40,6 +40,8 @@ def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images
     export_main([str(run), "--model-id", "tiny-test", "--dest", str(dest)])
     card = json.loads((dest / "tiny-test.json").read_text())
     assert card["training"]["steps"] == 4 and card["lambdas"] == [0.01, 0.1]
+    with pytest.raises(SystemExit):  # an ID names one set of weights: no silent overwrite
+        export_main([str(run), "--model-id", "tiny-test", "--dest", str(dest)])
 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
     zoo.load.cache_clear()

@@ -100,8 +100,10 @@ def main(argv: list[str] | None = None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m neurocodec.train.export", description=main.__doc__)
     p.add_argument("run", type=Path, help="training run folder (config.json + portable.safetensors or ckpt.pt)")
-    p.add_argument("--model-id", default="photo-hp64")
+    p.add_argument("--model-id", required=True, help="a new ID: an ID names one set of weights for ever")
     p.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "weights")
+    p.add_argument("--replace", action="store_true",
+                   help="overwrite weights already under this ID (only for a model that was never released)")
     p.add_argument("--note", action="append", default=[],
                    help="a line of training history for the model card (repeatable), e.g. how the run was seeded")
     args = p.parse_args(argv)
@@ -112,8 +114,13 @@ def main(argv: list[str] | None = None) -> None:
     src = args.run / "portable.safetensors"
     if not src.exists():
         src = args.run / "ckpt.pt"
-    model, step = load_trained(src, cfg.model_config())
     dest = args.dest / f"{args.model_id}.safetensors"
+    retired = args.dest / "retired.json"
+    if retired.is_file() and args.model_id in json.loads(retired.read_text()):
+        p.error(f"model ID {args.model_id} was retired; files made with it need its old weights: pick a new ID")
+    if dest.exists() and not args.replace:
+        p.error(f"{dest} exists: files made with it need those weights; pick a new ID (or --replace an unreleased one)")
+    model, step = load_trained(src, cfg.model_config())
     sha = export(model, dest, args.model_id)
     holdout = None
     log = args.run / "log.jsonl"
