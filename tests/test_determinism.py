@@ -162,25 +162,66 @@ def symbol_digest(data: bytes) -> str:
     return h.hexdigest()
 
 
-def test_corpus_files_parse_to_the_recorded_symbols():
-    """Golden symbols: a new platform, torch or constriction that parsed any old file differently
-    (e.g. other quantized probabilities) fails here instead of silently corrupting images."""
+def _golden_files(models: set[str]) -> list[tuple[str, bytes, str]]:
     golden = json.loads(GOLDEN.read_text())
-    checked = 0
+    out = []
     for name, digest in golden["symbols"].items():
         data = (GOLDEN.parent / name).read_bytes()
         model_id = container.unpack(data).model_id
-        if golden["weights"].get(model_id) != zoo.card(model_id)["sha256"]:
-            continue  # recorded with other weights of that model; regenerate (see below)
+        if model_id in models and golden["weights"][model_id] == zoo.card(model_id)["sha256"]:
+            out.append((name, data, digest))
+    return out
+
+
+def test_corpus_files_parse_to_the_recorded_symbols():
+    """Golden symbols: a new platform, torch or constriction that parsed any old file differently
+    (e.g. other quantized probabilities) fails here instead of silently corrupting images."""
+    files = _golden_files(set(zoo.shipped()))
+    assert files, "no corpus file matches the shipped weights; regenerate tests/corpus/golden.json"
+    for name, data, digest in files:
         assert symbol_digest(data) == digest, name
-        checked += 1
-    assert checked, "no corpus file matches the installed weights; regenerate tests/corpus/golden.json"
+
+
+@pytest.fixture
+def retired_weights(tmp_path, monkeypatch):
+    """The retired models' files, taken from the git revision that last shipped them, on
+    $NEUROCODEC_WEIGHTS_PATH: what a user with such files does (formats/nac.md, Versioning)."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    for model_id, entry in zoo.retired().items():
+        for ext in ("json", "safetensors"):
+            spec = f"{entry['revision']}:src/neurocodec/weights/{model_id}.{ext}"
+            try:
+                blob = subprocess.run(["git", "-C", str(repo), "show", spec], capture_output=True, check=True).stdout
+            except (OSError, subprocess.CalledProcessError):
+                pytest.skip(f"retired weights need a git checkout that has revision {entry['revision'][:12]}")
+            (tmp_path / f"{model_id}.{ext}").write_bytes(blob)
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path))
+    zoo.load.cache_clear()
+    yield set(zoo.retired())
+    zoo.load.cache_clear()
+
+
+def test_files_of_retired_models_still_parse_to_their_symbols_with_the_retired_weights(retired_weights):
+    files = _golden_files(retired_weights)
+    assert {container.unpack(d).model_id for _, d, _ in files} == retired_weights, "a retired model lost its files"
+    for name, data, digest in files:
+        assert symbol_digest(data) == digest, name
 
 
 if __name__ == "__main__":  # python tests/test_determinism.py  -> rewrites tests/corpus/golden.json
-    files = sorted(GOLDEN.parent.glob("*.nac"))
-    models = sorted({container.unpack(p.read_bytes()).model_id for p in files})
-    symbols = {p.name: symbol_digest(p.read_bytes()) for p in files}
-    record = {"weights": {m: zoo.card(m)["sha256"] for m in models}, "symbols": symbols}
+    # Files of retired models keep their record: their symbols were fixed when they were made.
+    old = json.loads(GOLDEN.read_text())
+    record: dict = {"weights": {}, "symbols": {}}
+    for p in sorted(GOLDEN.parent.glob("*.nac")):
+        model_id = container.unpack(p.read_bytes()).model_id
+        if model_id in zoo.retired():
+            record["weights"][model_id] = old["weights"][model_id]
+            record["symbols"][p.name] = old["symbols"][p.name]
+        else:
+            record["weights"][model_id] = zoo.card(model_id)["sha256"]
+            record["symbols"][p.name] = symbol_digest(p.read_bytes())
+    record["weights"] = dict(sorted(record["weights"].items()))
     GOLDEN.write_text(json.dumps(record, indent=2) + "\n")
     print(GOLDEN.read_text())

@@ -7,6 +7,7 @@ import json
 import pytest
 from safetensors import safe_open
 
+import neurocodec
 from neurocodec import zoo
 
 WEIGHTS_BUDGET_BYTES = 24_000_000  # the package's promise: all weights together at most 24 MB
@@ -51,3 +52,10 @@ def test_every_model_card_names_its_data_training_and_measured_figures(model_id)
 def test_every_shipped_model_loads_and_matches_its_recorded_digest(model_id):
     model = zoo.load(model_id)
     assert model.digest == bytes.fromhex(zoo.card(model_id)["sha256"])[:8]
+
+
+def test_retired_models_are_not_shipped_and_say_where_their_weights_are():
+    for model_id, entry in zoo.retired().items():
+        assert model_id not in SHIPPED
+        assert len(bytes.fromhex(entry["sha256"])) == 32 and len(bytes.fromhex(entry["revision"])) == 20
+        assert entry["retired_in"] == neurocodec.__version__ or entry["retired_in"] < neurocodec.__version__

@@ -99,10 +99,10 @@ def _folder(model_id: str) -> Path:
     gone = retired().get(model_id)
     if gone is not None:
         raise NacModelError(
-            f"model '{model_id}' was retired in neurocodec {gone['retired_in']} and is not installed: "
-            f"decode with neurocodec {gone['last_shipped_in']}, or copy {model_id}.json and "
-            f"{model_id}.safetensors from it (src/neurocodec/weights/ at git revision "
-            f"{gone['revision'][:12]}) into a folder named by {PATH_VARIABLE}"
+            f"model '{model_id}' was retired in neurocodec {gone['retired_in']}, so this installation "
+            f"lacks its weights: decode with neurocodec {gone['last_shipped_in']}, or put {model_id}.json "
+            f"and {model_id}.safetensors from that release (src/neurocodec/weights/ at git revision "
+            f"{gone['revision'][:12]}) in a folder named by {PATH_VARIABLE}"
         )
     known = ", ".join(available()) or "none"
     raise NacModelError(f"unknown model '{model_id}' (available: {known})")
