@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shift", type=int, default=4, help="pixels to move the grid by (not a multiple of 8)")
     p.add_argument("--name", default=None, help="results file stem [default: heldout or the folder's name]")
     args = p.parse_args(argv)
-    if args.shift % 8 == 0:
-        p.error("--shift must not be a multiple of 8: that keeps the grid")
+    if args.shift <= 0 or args.shift % 8 == 0:
+        p.error("--shift must be positive and not a multiple of 8 (that keeps the grid)")
     from neurocodec.train.data import image_files, split
 
     files = image_files(args.dir)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -49,3 +52,34 @@ def install_model(tmp_path, monkeypatch):
 
     yield install
     zoo.load.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_the_package_weights():
+    """The suite sees the package's models only; a developer's own $NEUROCODEC_WEIGHTS_PATH
+    (README: where retired models' files go) must not change what it tests."""
+    from neurocodec import zoo
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(zoo.PATH_VARIABLE, raising=False)
+        yield
+
+
+@pytest.fixture(scope="session")
+def retired_weights_dir(tmp_path_factory) -> Path | None:
+    """A folder with every retired model's two files, taken with ``git show`` from the revision
+    that last shipped them, as a user who kept those files would have them; None when the
+    checkout has no such history (an sdist, a shallow clone)."""
+    from neurocodec import zoo
+
+    repo = Path(__file__).resolve().parents[1]
+    folder = tmp_path_factory.mktemp("retired-weights")
+    for model_id, entry in zoo.retired().items():
+        for ext in ("json", "safetensors"):
+            spec = f"{entry['revision']}:src/neurocodec/weights/{model_id}.{ext}"
+            try:
+                blob = subprocess.run(["git", "-C", str(repo), "show", spec], capture_output=True, check=True).stdout
+            except (OSError, subprocess.CalledProcessError):
+                return None
+            (folder / f"{model_id}.{ext}").write_bytes(blob)
+    return folder

@@ -11,7 +11,8 @@ Two kinds, because they reach different code:
 
 Seeds are small real files in ``tests/corpus`` (regenerate with ``python tests/fuzzing.py``);
 ``load_seeds`` re-stamps them with the installed weights' digest so a retrained model does not
-turn the whole corpus into shallow model-mismatch errors, and leaves out files of retired models.
+turn the whole corpus into shallow model-mismatch errors; files of retired models take part only
+when their weights are on ``$NEUROCODEC_WEIGHTS_PATH`` (test_fuzz puts them there).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def load_seeds() -> list[bytes]:
     seeds = []
     for path in sorted(CORPUS.glob("*.nac")):
         nac = container.unpack(path.read_bytes())
-        if nac.model_id not in zoo.shipped():
-            continue  # a retired model's file: kept for the golden test (test_determinism)
+        if nac.model_id not in zoo.available():
+            continue  # a retired model's file whose weights are not on $NEUROCODEC_WEIGHTS_PATH
         seeds.append(container.pack(replace(nac, weights_digest=zoo.load(nac.model_id).digest)))
     return seeds
 

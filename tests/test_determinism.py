@@ -183,21 +183,11 @@ def test_corpus_files_parse_to_the_recorded_symbols():
 
 
 @pytest.fixture
-def retired_weights(tmp_path, monkeypatch):
-    """The retired models' files, taken from the git revision that last shipped them, on
-    $NEUROCODEC_WEIGHTS_PATH: what a user with such files does (formats/nac.md, Versioning)."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[1]
-    for model_id, entry in zoo.retired().items():
-        for ext in ("json", "safetensors"):
-            spec = f"{entry['revision']}:src/neurocodec/weights/{model_id}.{ext}"
-            try:
-                blob = subprocess.run(["git", "-C", str(repo), "show", spec], capture_output=True, check=True).stdout
-            except (OSError, subprocess.CalledProcessError):
-                pytest.skip(f"retired weights need a git checkout that has revision {entry['revision'][:12]}")
-            (tmp_path / f"{model_id}.{ext}").write_bytes(blob)
-    monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path))
+def retired_weights(retired_weights_dir, monkeypatch):
+    """The retired models' files on $NEUROCODEC_WEIGHTS_PATH: formats/nac.md, Versioning."""
+    if retired_weights_dir is None:
+        pytest.skip("retired weights need a git checkout with the revisions of weights/retired.json")
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(retired_weights_dir))
     zoo.load.cache_clear()
     yield set(zoo.retired())
     zoo.load.cache_clear()

@@ -24,6 +24,18 @@ def fast(examples: int) -> settings:
 LIMITS = Limits(max_memory_bytes=2**30)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def retired_seeds_too(retired_weights_dir):
+    """Retired models' files are the only .nac 1.0 seeds (no shipped model lacks a context model):
+    their weights go on the path so those files are fuzzed too."""
+    with pytest.MonkeyPatch.context() as mp:
+        if retired_weights_dir is not None:
+            mp.setenv(zoo.PATH_VARIABLE, str(retired_weights_dir))
+        zoo.load.cache_clear()
+        yield
+    zoo.load.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def corpus():
     seeds = fuzzing.load_seeds()

@@ -40,8 +40,12 @@ def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images
     export_main([str(run), "--model-id", "tiny-test", "--dest", str(dest)])
     card = json.loads((dest / "tiny-test.json").read_text())
     assert card["training"]["steps"] == 4 and card["lambdas"] == [0.01, 0.1]
-    with pytest.raises(SystemExit):  # an ID names one set of weights: no silent overwrite
-        export_main([str(run), "--model-id", "tiny-test", "--dest", str(dest)])
+    before = sorted((p.name, p.read_bytes()) for p in dest.iterdir())
+    for taken in ("tiny-test", zoo.DEFAULT_MODEL, *zoo.retired(), "../tiny", "retired"):
+        with pytest.raises(SystemExit) as stop:  # an ID names one set of weights for ever
+            export_main([str(run), "--model-id", taken, "--dest", str(dest)])
+        assert stop.value.code == 2
+    assert sorted((p.name, p.read_bytes()) for p in dest.iterdir()) == before
 
     monkeypatch.setattr(zoo, "WEIGHTS_DIR", dest)
     zoo.load.cache_clear()

@@ -58,12 +58,23 @@ def test_a_model_in_a_folder_on_the_weights_path_encodes_and_decodes(fresh_zoo, 
     assert np.asarray(neurocodec.decode(data)).shape == pixels.shape
 
 
-def test_models_on_the_weights_path_are_not_listed_without_the_variable(fresh_zoo, tmp_path):
+def test_neither_the_current_folder_nor_relative_entries_are_searched(fresh_zoo, tmp_path):
     _export_tiny(tmp_path, "ext-tiny")
-    fresh_zoo.delenv(zoo.PATH_VARIABLE, raising=False)
+    fresh_zoo.chdir(tmp_path)
+    fresh_zoo.setenv(zoo.PATH_VARIABLE, f"{os.pathsep}.{os.pathsep}{tmp_path.name}")
     assert "ext-tiny" not in neurocodec.models()
     with pytest.raises(NacModelError, match="unknown model 'ext-tiny'"):
         zoo.load("ext-tiny")
+
+
+def test_a_broken_model_card_on_the_path_is_a_model_error(fresh_zoo, tmp_path):
+    _export_tiny(tmp_path, "ext-tiny")
+    fresh_zoo.setenv(zoo.PATH_VARIABLE, str(tmp_path))
+    for text in ("{not json", "[1, 2]", '{"model_id": "ext-tiny"}'):
+        (tmp_path / "ext-tiny.json").write_text(text)
+        zoo.load.cache_clear()
+        with pytest.raises(NacModelError, match="model card .*ext-tiny.json"):
+            zoo.load("ext-tiny")
 
 
 def test_a_folder_on_the_weights_path_never_replaces_a_shipped_model(fresh_zoo, tmp_path):
@@ -96,6 +107,17 @@ def test_a_retired_model_decodes_again_from_its_original_files(fresh_zoo, tmp_pa
         "sha256": sha, "retired_in": "0.2.0", "last_shipped_in": "0.1.0", "revision": "0" * 40}})
     zoo.load.cache_clear()
     np.testing.assert_array_equal(np.asarray(neurocodec.decode(data)), before)
+
+
+def test_a_retired_model_decodes_but_encodes_no_new_files(fresh_zoo, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    sha = _export_tiny(outside, "old-model")
+    _retire(fresh_zoo, tmp_path, {"old-model": {
+        "sha256": sha, "retired_in": "0.2.0", "last_shipped_in": "0.1.0", "revision": "0" * 40}})
+    fresh_zoo.setenv(zoo.PATH_VARIABLE, str(outside))
+    with pytest.raises(NacModelError, match="'old-model' is retired: it decodes old files but encodes no new ones"):
+        neurocodec.encode(photo_like(16, 24), model="old-model")
 
 
 def test_other_weights_under_a_retired_models_name_are_refused(fresh_zoo, tmp_path):

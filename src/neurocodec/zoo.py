@@ -55,9 +55,11 @@ class PhotoModel:
 
 
 def folders() -> list[Path]:
-    """Where model files are looked up, in order: the package's folder, then $NEUROCODEC_WEIGHTS_PATH."""
-    extra = os.environ.get(PATH_VARIABLE, "")
-    return [WEIGHTS_DIR] + [Path(p) for p in extra.split(os.pathsep) if p]
+    """Where model files are looked up, in order: the package's folder, then the absolute folders
+    of $NEUROCODEC_WEIGHTS_PATH (relative entries are ignored: which models exist must not depend
+    on the current directory)."""
+    extra = (Path(p).expanduser() for p in os.environ.get(PATH_VARIABLE, "").split(os.pathsep) if p)
+    return [WEIGHTS_DIR] + [p for p in extra if p.is_absolute()]
 
 
 def _pairs(folder: Path) -> list[str]:
@@ -99,17 +101,29 @@ def _folder(model_id: str) -> Path:
     gone = retired().get(model_id)
     if gone is not None:
         raise NacModelError(
-            f"model '{model_id}' was retired in neurocodec {gone['retired_in']}, so this installation "
+            f"model {model_id!r} was retired in neurocodec {gone['retired_in']}, so this installation "
             f"lacks its weights: decode with neurocodec {gone['last_shipped_in']}, or put {model_id}.json "
-            f"and {model_id}.safetensors from that release (src/neurocodec/weights/ at git revision "
-            f"{gone['revision'][:12]}) in a folder named by {PATH_VARIABLE}"
+            f"and {model_id}.safetensors (SHA-256 {gone['sha256'][:16]}…) from that release, or from "
+            f"src/neurocodec/weights/ at git revision {gone['revision'][:12]} of neurocodec, in a folder "
+            f"and set the environment variable {PATH_VARIABLE} to that folder"
         )
     known = ", ".join(available()) or "none"
-    raise NacModelError(f"unknown model '{model_id}' (available: {known})")
+    raise NacModelError(f"unknown model {model_id!r} (available: {known})")
+
+
+def _read_card(folder: Path, model_id: str) -> dict:
+    path = folder / f"{model_id}.json"
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NacModelError(f"model card {path} is unreadable: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("sha256"), str):
+        raise NacModelError(f"model card {path} records no SHA-256 for its weights")
+    return data
 
 
 def card(model_id: str) -> dict:
-    return json.loads((_folder(model_id) / f"{model_id}.json").read_text())
+    return _read_card(_folder(model_id), model_id)
 
 
 def _ragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
@@ -121,8 +135,9 @@ def _ragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
 def load(model_id: str = DEFAULT_MODEL) -> "Model":
     from safetensors import safe_open
 
-    meta_card = card(model_id)
-    path = _folder(model_id) / f"{model_id}.safetensors"
+    folder = _folder(model_id)  # both files from the same folder
+    meta_card = _read_card(folder, model_id)
+    path = folder / f"{model_id}.safetensors"
     blob = path.read_bytes()
     sha = hashlib.sha256(blob).hexdigest()
     if sha != meta_card["sha256"]:
@@ -171,5 +186,10 @@ Model = Union[PhotoModel, "PaperModel"]
 
 
 def resolve(model_id: str | None) -> str:
+    """The model to encode with: ``model_id`` or the default. A retired model still decodes (from
+    $NEUROCODEC_WEIGHTS_PATH) but writes no new files: they would need weights users lack."""
+    if model_id in retired():
+        raise NacModelError(f"model {model_id!r} is retired: it decodes old files but encodes no new ones "
+                            f"(shipped models: {', '.join(shipped())})")
     return model_id or DEFAULT_MODEL
 

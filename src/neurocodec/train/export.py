@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -94,6 +95,31 @@ def write_card(dest_dir: Path, model_id: str, sha256: str, fields: dict) -> Path
     return path
 
 
+MODEL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def id_problem(model_id: str, dest: Path, replace: bool = False) -> str | None:
+    """Why ``model_id`` cannot name new weights in ``dest``, or None. An ID names one set of weights
+    for ever (``.nac`` headers record it), so a shipped, retired or existing ID is refused."""
+    from .. import zoo
+
+    if not MODEL_ID.fullmatch(model_id) or model_id == "retired":
+        return f"model ID {model_id!r} must be 1-64 of a-z 0-9 . _ - (starting with a letter or digit), not 'retired'"
+    retired = dict(zoo.retired())
+    if (dest / "retired.json").is_file():
+        retired.update(json.loads((dest / "retired.json").read_text()))
+    if model_id in retired:
+        return f"model ID {model_id} was retired; files made with it need its old weights: pick a new ID"
+    if replace:
+        return None
+    if model_id in zoo.shipped():
+        return f"model ID {model_id} is shipped; files made with it need those weights: pick a new ID"
+    for ext in ("safetensors", "json"):
+        if (dest / f"{model_id}.{ext}").exists():
+            return f"{dest / f'{model_id}.{ext}'} exists: pick a new ID (or --replace one never released)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m neurocodec.train.export RUN_DIR`` -> package weights + model card."""
     import argparse
@@ -115,11 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     if not src.exists():
         src = args.run / "ckpt.pt"
     dest = args.dest / f"{args.model_id}.safetensors"
-    retired = args.dest / "retired.json"
-    if retired.is_file() and args.model_id in json.loads(retired.read_text()):
-        p.error(f"model ID {args.model_id} was retired; files made with it need its old weights: pick a new ID")
-    if dest.exists() and not args.replace:
-        p.error(f"{dest} exists: files made with it need those weights; pick a new ID (or --replace an unreleased one)")
+    problem = id_problem(args.model_id, args.dest, args.replace)
+    if problem:
+        p.error(problem)
     model, step = load_trained(src, cfg.model_config())
     sha = export(model, dest, args.model_id)
     holdout = None
