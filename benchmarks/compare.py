@@ -52,6 +52,16 @@ def main(argv: list[str] | None = None) -> dict:
         "bd_rate_new_vs_old_percent": bd_rate(a, b),
         "bd_rate_ms_ssim_new_vs_old_percent": bd_rate_ms_ssim(a, b),
     }
+    if "jpeg" in old["codecs"] and "jpeg" in new["codecs"]:
+        # BD-rate vs JPEG covers the range both curves reach, so a model whose curve reaches higher
+        # is also judged where JPEG is strongest; on the old model's range alone both compare alike.
+        old_range = (min(x["psnr"] for x in a), max(x["psnr"] for x in a))
+        jpeg = new["codecs"]["jpeg"]["points"]
+        result["bd_rate_vs_jpeg_on_old_psnr_range_percent"] = {
+            "psnr_range_db": list(old_range),
+            "old": bd_rate(old["codecs"]["jpeg"]["points"], a, old_range),
+            "new": bd_rate(jpeg, b, old_range),
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"{new['model']['id']} vs {old['model']['id']} on {new['dataset']}: BD-rate "

@@ -38,8 +38,9 @@ NEURO_QUALITIES = [1, 12, 25, 38, 50, 62, 75, 88, 100]
 PILLOW_QUALITIES = [5, 10, 15, 20, 30, 40, 50, 60, 70, 80, 90, 95]
 
 
-def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
-    """Bjontegaard delta rate (percent) of ``test`` vs ``anchor``, PCHIP over PSNR."""
+def bd_rate(anchor: list[dict], test: list[dict], within: tuple[float, float] | None = None) -> float | None:
+    """Bjontegaard delta rate (percent) of ``test`` vs ``anchor``, PCHIP over PSNR, over the range
+    both curves cover (narrowed to ``within`` = (lo, hi) dB if given)."""
     from scipy.interpolate import PchipInterpolator
 
     def curve(points):
@@ -49,6 +50,8 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
     pa, ra = curve(anchor)
     pt, rt = curve(test)
     lo, hi = max(pa.min(), pt.min()), min(pa.max(), pt.max())
+    if within is not None:
+        lo, hi = max(lo, within[0]), min(hi, within[1])
     if hi <= lo or len(pa) < 2 or len(pt) < 2:
         return None
     grid = np.linspace(lo, hi, 1000)
