@@ -147,9 +147,7 @@ def _decode_child(path: Path, repeats: int, device: str | None, warmup: bool) ->
     level = torch.tensor([nac.rate / codec.RATE_SCALE])
     z = model.z_coder.decode(nac.stream(container.Stream.Z), nac.latent_shapes[1])
     scales, means = codec._entropy_parameters(model, z, level, "auto")
-    index = model.y_coder.scale_index(scales[0].numpy())
-    residual = model.y_coder.decode(nac.stream(container.Stream.Y), nac.stream(container.Stream.Y_ESCAPES), index)
-    y_hat = (torch.from_numpy(residual)[None] + means).float()
+    y_hat = codec._decode_y(model, nac, scales, means).float()  # both checkerboard passes when there are two
     tf = transforms(net, device or "cpu")
     gained = y_hat * net.interpolate(net.inv_gain.detach(), level)
     with torch.inference_mode():
