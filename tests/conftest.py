@@ -83,3 +83,17 @@ def retired_weights_dir(tmp_path_factory) -> Path | None:
                 return None
             (folder / f"{model_id}.{ext}").write_bytes(blob)
     return folder
+
+
+@pytest.fixture
+def retired_weights(retired_weights_dir, monkeypatch) -> set[str]:
+    """The retired models' files on $NEUROCODEC_WEIGHTS_PATH (formats/nac.md, Versioning), as a
+    user who kept them would set it up; yields the retired IDs. Skips without git history."""
+    from neurocodec import zoo
+
+    if retired_weights_dir is None:
+        pytest.skip("retired weights need a git checkout with the revisions of weights/retired.json")
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(retired_weights_dir))
+    zoo.load.cache_clear()
+    yield set(zoo.retired())
+    zoo.load.cache_clear()

@@ -182,17 +182,6 @@ def test_corpus_files_parse_to_the_recorded_symbols():
         assert symbol_digest(data) == digest, name
 
 
-@pytest.fixture
-def retired_weights(retired_weights_dir, monkeypatch):
-    """The retired models' files on $NEUROCODEC_WEIGHTS_PATH: formats/nac.md, Versioning."""
-    if retired_weights_dir is None:
-        pytest.skip("retired weights need a git checkout with the revisions of weights/retired.json")
-    monkeypatch.setenv(zoo.PATH_VARIABLE, str(retired_weights_dir))
-    zoo.load.cache_clear()
-    yield set(zoo.retired())
-    zoo.load.cache_clear()
-
-
 def test_files_of_retired_models_still_parse_to_their_symbols_with_the_retired_weights(retired_weights):
     files = _golden_files(retired_weights)
     assert {container.unpack(d).model_id for _, d, _ in files} == retired_weights, "a retired model lost its files"

@@ -174,17 +174,7 @@ def test_pillow_decompression_bomb_on_encode_is_a_value_error(tmp_path, monkeypa
         neurocodec.encode(path)
 
 
-@pytest.fixture
-def with_retired_weights(monkeypatch, retired_weights_dir):
-    if retired_weights_dir is None:
-        pytest.skip("the corpus files with escapes need retired weights from git history")
-    monkeypatch.setenv(zoo.PATH_VARIABLE, str(retired_weights_dir))
-    zoo.load.cache_clear()
-    yield
-    zoo.load.cache_clear()
-
-
-def test_escape_values_that_overflow_the_synthesis_still_decode(monkeypatch, with_retired_weights):
+def test_escape_values_that_overflow_the_synthesis_still_decode(monkeypatch, retired_weights):
     """Well-formed escapes of -2^34 are legal varints; they push g_s to NaN, and decoding must
     still finish with an image (codec._to_pixels maps NaN to 0 before the uint8 cast, which
     would be undefined in C++; on x86 the cast happens to give 0 too, so that is not testable).
