@@ -34,27 +34,13 @@ def curves(result: dict, codec: str) -> dict[str, list[dict]]:
     return out
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    def ranks(v):
-        order = sorted(range(len(v)), key=v.__getitem__)
-        r = [0.0] * len(v)
-        for rank, i in enumerate(order):
-            r[i] = float(rank)
-        return r
-
-    ra, rb = ranks(a), ranks(b)
-    n = len(a)
-    ma, mb = sum(ra) / n, sum(rb) / n
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
-    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
-    return cov / var
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("result", help="an rd.py JSON (or REV:PATH)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    from scipy.stats import spearmanr
+
     result = load(args.result)
     ours, jpeg = curves(result, "neurocodec"), curves(result, "jpeg")
     rows = []
@@ -71,8 +57,8 @@ def main(argv: list[str] | None = None) -> dict:
         "git_revision": git_revision(),
         "source": {"file": args.result, "git_revision": result["git_revision"], "model": result["model"]},
         "dataset": result["dataset"],
-        "spearman_bd_rate_vs_top_psnr": spearman([r["bd_rate_vs_jpeg_percent"] for r in known],
-                                                 [r["top_psnr_db"] for r in known]),
+        "spearman_bd_rate_vs_top_psnr": float(spearmanr([r["bd_rate_vs_jpeg_percent"] for r in known],
+                                                        [r["top_psnr_db"] for r in known]).statistic),
         "images": sorted(rows, key=lambda r: (r["bd_rate_vs_jpeg_percent"] is None, r["bd_rate_vs_jpeg_percent"])),
     }
     print(f"{result['dataset']}, {result['model']['id']}: per-image BD-rate vs JPEG")
