@@ -90,7 +90,13 @@ def available() -> list[str]:
 
 def retired() -> dict[str, dict]:
     """Models the package no longer ships: ID -> {sha256, retired_in, last_shipped_in, revision}."""
-    path = WEIGHTS_DIR / "retired.json"
+    return _retired_in(WEIGHTS_DIR)
+
+
+@functools.lru_cache(maxsize=4)
+def _retired_in(folder: Path) -> dict[str, dict]:
+    """Read once per process: ``resolve`` asks on every encode (per file in a folder run)."""
+    path = folder / "retired.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
