@@ -16,11 +16,23 @@ ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- rd-table:start -->", "<!-- rd-table:end -->"
 
 
+def label(result: dict) -> str:
+    """The dataset, and how the run differs from the default protocol (encoder effort, shift)."""
+    how = []
+    if result.get("effort"):
+        how.append(f"encoder effort {result['effort']}")
+    if result.get("shift_px"):
+        how.append(f"every image shifted {result['shift_px']} px")
+    return result["dataset"] + (f", {', '.join(how)}" if how else "")
+
+
 def summary(result: dict, source: str) -> str:
     """One line per further results file: BD-rates vs JPEG of every codec measured there."""
     bds = ", ".join(f"{name} {entry['bd_rate_vs_jpeg_percent']:+.1f} %" for name, entry in result["codecs"].items()
                     if name != "jpeg" and entry.get("bd_rate_vs_jpeg_percent") is not None)
-    return f"- {result['images']} images of {result['dataset']}: BD-rate vs JPEG {bds} (`{source}`)."
+    t = result["codecs"]["neurocodec"]["timing"]
+    return (f"- {result['images']} images of {label(result)}: BD-rate vs JPEG {bds}; neurocodec encode / "
+            f"decode {t['encode_s'] * 1000:.0f} / {t['decode_s'] * 1000:.0f} ms (`{source}`).")
 
 
 def table(result: dict, source: str) -> str:
@@ -65,7 +77,7 @@ def update_card(result: dict, source: str) -> None:
         print(f"{card_path.name}: measured weights differ from the installed ones; card left alone")
         return
     neuro = result["codecs"]["neurocodec"]
-    card.setdefault("measured", {})[result["dataset"]] = {
+    card.setdefault("measured", {})[label(result)] = {
         "source": source, "git_revision": result["git_revision"], "images": result["images"],
         "bd_rate_vs_pillow_jpeg_percent": neuro.get("bd_rate_vs_jpeg_percent"),
         "points": [{"quality": p["quality"], "bpp": round(p["bpp"], 4), "psnr": round(p["psnr"], 3)}
@@ -74,7 +86,7 @@ def update_card(result: dict, source: str) -> None:
         "torch_threads": result["machine"]["torch_threads"],
     }
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    print(f"{card_path.name}: measured figures for {result['dataset']} updated")
+    print(f"{card_path.name}: measured figures for {label(result)} updated")
 
 
 def main(argv: list[str]) -> None:
@@ -95,7 +107,7 @@ def main(argv: list[str]) -> None:
     text = readme.read_text()
     body = table(result, path.resolve().relative_to(ROOT))
     if extras:
-        body += "\n\nOther photos, never trained on:\n\n" + "\n".join(extras)
+        body += "\n\nThe same model with a slower encoder, and other photos, never trained on:\n\n" + "\n".join(extras)
     block = f"{START}\n{body}\n{END}"
     new, n = re.subn(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     if n != 1:

@@ -32,6 +32,7 @@ def encode(
     target_bpp: float | None = None,
     target_psnr: float | None = None,
     device: str | None = None,
+    effort: int = 0,
 ) -> bytes:
     """Compress ``image`` (path, PIL image, or HxW / HxWx3 / HxWx4 uint8 array) to ``.nac`` bytes.
 
@@ -39,6 +40,8 @@ def encode(
     ``target_bpp`` or ``target_psnr`` replace it with a goal: the file lands within 5 % of the bits
     per pixel or 0.2 dB of the PSNR, or a ``neurocodec.targets.TargetWarning`` says why it could not.
     ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
+    ``effort`` 0 (default, fastest), 1 or 2: how long the encoder searches for smaller latents
+    (``neurocodec.refine``); any effort decodes with the same decoder at the same speed.
     """
     from . import codec, io, zoo
 
@@ -46,8 +49,8 @@ def encode(
     if target_bpp is not None or target_psnr is not None:
         from .targets import encode_to_target
 
-        return encode_to_target(pic, m, target_bpp, target_psnr, device=device).encoded.data
-    return codec.encode(pic, quality, m, device=device).data
+        return encode_to_target(pic, m, target_bpp, target_psnr, device=device, effort=effort).encoded.data
+    return codec.encode(pic, quality, m, device=device, effort=effort).data
 
 
 def decode(
@@ -66,12 +69,12 @@ def decode(
 
 def encode_file(
     src: str | os.PathLike, dst: str | os.PathLike, quality: int = 75, model: str | None = None, force: bool = False,
-    target_bpp: float | None = None, target_psnr: float | None = None,
+    target_bpp: float | None = None, target_psnr: float | None = None, effort: int = 0,
 ) -> dict:
     """Encode the image file ``src`` into ``dst`` atomically; returns ``read_info`` of the result."""
     from .io import atomic_write
 
-    data = encode(Path(src), quality, model, target_bpp, target_psnr)
+    data = encode(Path(src), quality, model, target_bpp, target_psnr, effort=effort)
     atomic_write(dst, data, force=force)
     return read_info(data)
 

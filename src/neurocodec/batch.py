@@ -121,7 +121,7 @@ def _up_to_date(job: Job, kind: Kind) -> bool:
 
 
 def encode_one(job: Job, quality: int = 75, model: str | None = None, force: bool = False,
-               device: str | None = None) -> Outcome:
+               device: str | None = None, effort: int = 0) -> Outcome:
     """Encode one image file to its .nac, reporting (not raising) any error."""
     if not force and _up_to_date(job, "encode"):
         return Outcome(job, "skipped")
@@ -129,7 +129,8 @@ def encode_one(job: Job, quality: int = 75, model: str | None = None, force: boo
         from . import codec, io, metrics, zoo
 
         pic = io.load(job.src)
-        enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True, device=device)
+        enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True, device=device,
+                           effort=effort)
         job.dst.parent.mkdir(parents=True, exist_ok=True)
         io.atomic_write(job.dst, enc.data, force=True)
         return Outcome(job, "done", bytes_in=job.src.stat().st_size, bytes_out=len(enc.data),

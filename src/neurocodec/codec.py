@@ -226,14 +226,16 @@ def encode(
     ``device`` runs the float transforms (default: CUDA when present), ``tile`` is for tests (the
     default makes the bytes depend on image, quality and model only). ``effort`` 1 or 2 (photo
     models) searches the latents for this image's rate-distortion cost (``refine``, on the CPU):
-    smaller files at the same quality for 10 or 30 gradient steps of encoding time; the papers'
-    models run on the CPU in one piece (they are tiny) and ignore it.
+    smaller files at the same quality for 10 or 30 gradient steps of encoding time. The papers'
+    models run on the CPU in one piece (they are tiny) and have no effort setting.
     """
     refine.check_effort(effort)
     model = model or load()
     if not isinstance(model, PhotoModel):
         from . import papers
 
+        if effort:
+            raise ValueError(f"effort applies to the photo models; '{model.model_id}' is one of the papers' models")
         nac, recon = papers.encode(pic, check_quality(quality), model, reconstruct)
         return Encoded(container.pack(nac), recon)
     net = model.net

@@ -94,11 +94,12 @@ def run(kind: Kind, jobs: list[Job], workers: int | None = None, batch_size: int
 def encode_dataset(
     paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, root: str | os.PathLike | None = None,
     quality: int = 75, model: str | None = None, force: bool = False, workers: int | None = None,
+    effort: int = 0,
 ) -> Summary:
     """Encode image files on Ray into ``out_dir``, keeping their paths relative to ``root``
     (default: their common folder); already-encoded files are skipped unless ``force``."""
     jobs = _jobs(paths, out_dir, root, batch.NAC_SUFFIX)
-    return run("encode", jobs, workers=workers, quality=quality, model=model, force=force)
+    return run("encode", jobs, workers=workers, quality=quality, model=model, force=force, effort=effort)
 
 
 def decode_dataset(

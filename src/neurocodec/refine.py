@@ -72,7 +72,8 @@ def rd_lambda(net: MeanScaleHyperprior, level: float) -> float:
 
 def soft_round(d: Tensor, tau: float) -> Tensor:
     """Differentiable stand-in for ``round(d)``: the two nearest integers weighted by
-    ``softmax(-atanh(distance) / tau)``; exact at integers, ``round`` as tau -> 0."""
+    ``softmax(-atanh(distance) / tau)``; integers move by under 1e-3 (the clamp that keeps
+    atanh's gradient finite), and it becomes ``round`` as tau -> 0."""
     floor = torch.floor(d)
     frac = d - floor
     down = -torch.atanh(frac.clamp(max=ATANH_MAX)) / tau  # clamped: atanh'(1) is infinite

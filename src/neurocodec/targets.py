@@ -37,11 +37,12 @@ class Targeted:
     note: str = ""
 
 
-def _settings(model: Model, device: str | None) -> tuple[int, int, Callable[[Picture, int, bool], Encoded]]:
+def _settings(model: Model, device: str | None, effort: int) -> tuple[int, int, Callable[[Picture, int, bool], Encoded]]:
     """(lowest, highest, encode at setting) for ``model``."""
     if isinstance(model, PhotoModel):
         top = (model.levels - 1) * RATE_SCALE
-        return 0, top, lambda pic, s, rec: encode(pic, model=model, reconstruct=rec, rate=s, device=device)
+        return 0, top, lambda pic, s, rec: encode(pic, model=model, reconstruct=rec, rate=s, device=device,
+                                                  effort=effort)
     return 1, 100, lambda pic, s, rec: encode(pic, s, model, reconstruct=rec)
 
 
@@ -58,16 +59,17 @@ def _first_true(lo: int, hi: int, pred: Callable[[int], bool]) -> int:
 
 def encode_to_target(
     pic: Picture, model: Model, target_bpp: float | None = None, target_psnr: float | None = None,
-    device: str | None = None,
+    device: str | None = None, effort: int = 0,
 ) -> Targeted:
-    """Encode ``pic`` as close as ``model`` can to ``target_bpp`` or ``target_psnr`` (exactly one)."""
+    """Encode ``pic`` as close as ``model`` can to ``target_bpp`` or ``target_psnr`` (exactly one).
+    Every probe of the search runs at ``effort``, so the result's bpp and PSNR are the file's."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
     if target_bpp is not None and not target_bpp > 0:
         raise ValueError(f"target_bpp must be positive, got {target_bpp}")
     if target_psnr is not None and not target_psnr > 0:
         raise ValueError(f"target_psnr must be positive, got {target_psnr}")
-    lo, hi, run = _settings(model, device)
+    lo, hi, run = _settings(model, device, effort)
     pixels = pic.width * pic.height
 
     @functools.lru_cache(maxsize=None)

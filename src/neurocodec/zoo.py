@@ -137,8 +137,19 @@ def _ragged(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return [flat[e - n : e].astype(np.float64) for e, n in zip(ends, lengths)]
 
 
-@functools.lru_cache(maxsize=8)
 def load(model_id: str = DEFAULT_MODEL) -> "Model":
+    """The model ``model_id``, read and verified once per process (``load()`` and
+    ``load(DEFAULT_MODEL)`` are the same object). Its tensors are ordinary ones even when the
+    first call comes from inside ``torch.inference_mode`` (``codec.decode``), so a model a decode
+    loaded can still be differentiated through by the encoder's search (``refine``)."""
+    import torch
+
+    with torch.inference_mode(False):
+        return _load(model_id)
+
+
+@functools.lru_cache(maxsize=8)
+def _load(model_id: str) -> "Model":
     from safetensors import safe_open
 
     folder = _folder(model_id)  # both files from the same folder
@@ -186,6 +197,9 @@ def load(model_id: str = DEFAULT_MODEL) -> "Model":
     z_coder = FactorizedCoder(t["tables.z_offsets"], _ragged(t["tables.z_pmfs"], t["tables.z_lengths"]))
     y_coder = GaussianCoder(t["tables.y_scales"], t["tables.y_radii"], _ragged(t["tables.y_pmfs"], t["tables.y_lengths"]))
     return PhotoModel(model_id, digest, net, z_coder, y_coder, meta_card)
+
+
+load.cache_clear = _load.cache_clear  # type: ignore[attr-defined]  # tests swap zoos in and out
 
 
 Model = Union[PhotoModel, "PaperModel"]

@@ -1,0 +1,114 @@
+"""Encoder effort (``neurocodec.refine``): searched latents make valid files with a lower
+rate-distortion cost, for the same decoder."""
+
+import numpy as np
+import pytest
+import torch
+
+import neurocodec
+from neurocodec import codec, metrics, refine, zoo
+from neurocodec.cli import main
+from neurocodec.io import Picture
+from neurocodec.targets import encode_to_target
+
+from conftest import photo_like
+
+
+@pytest.fixture(scope="module")
+def model():
+    return zoo.load()
+
+
+@pytest.fixture(scope="module")
+def pic():
+    return Picture(photo_like(96, 128, seed=3))
+
+
+def rd_cost(model, pic, quality, **kw):
+    """bpp + λ · 255² · MSE of a real file, λ the one the quality's level stands for."""
+    enc = codec.encode(pic, quality, model, reconstruct=True, **kw)
+    level = codec.quality_to_rate(quality, model.levels) / codec.RATE_SCALE
+    mse = np.mean((pic.color.astype(np.float64) - enc.reconstruction.color) ** 2) / 255**2
+    bpp = 8 * len(enc.data) / (pic.width * pic.height)
+    return bpp + refine.rd_lambda(model.net, level) * 255**2 * mse, enc
+
+
+def test_soft_round_keeps_integers_and_becomes_rounding_as_tau_falls():
+    ints = torch.arange(-3.0, 4.0)
+    torch.testing.assert_close(refine.soft_round(ints, 0.5), ints, atol=1e-3, rtol=0)
+    d = torch.tensor([-1.3, -0.7, 0.2, 0.8, 2.4])
+    assert torch.allclose(refine.soft_round(d, 0.02), torch.round(d), atol=1e-3)
+    # between two integers it is monotone, so the gradient never points the wrong way
+    grid = torch.linspace(0.01, 0.99, 99)
+    assert (refine.soft_round(grid, 0.3).diff() > 0).all()
+
+
+def test_rd_lambda_hits_the_trained_lambdas_and_interpolates_geometrically(model):
+    lams = model.net.config.lambdas
+    assert refine.rd_lambda(model.net, 0.0) == pytest.approx(lams[0])
+    assert refine.rd_lambda(model.net, len(lams) - 1.0) == pytest.approx(lams[-1])
+    assert refine.rd_lambda(model.net, 2.5) == pytest.approx((lams[2] * lams[3]) ** 0.5)
+
+
+@pytest.mark.parametrize("quality", [20, 75])
+def test_effort_lowers_the_rate_distortion_cost_of_the_file(model, pic, quality):
+    base, _ = rd_cost(model, pic, quality)
+    searched, _ = rd_cost(model, pic, quality, effort=1)
+    assert searched < 0.99 * base
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_effort_files_decode_to_the_encoders_reconstruction(model, pic, mode):
+    p = pic if mode == "RGB" else Picture(pic.pixels[:, :, 1:2])
+    enc = codec.encode(p, 50, model, reconstruct=True, effort=2)
+    np.testing.assert_array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)
+    assert neurocodec.read_info(enc.data)["model"] == model.model_id  # same format, same model
+
+
+def test_tiled_search_keeps_each_tiles_interior_and_still_pays(model, pic):
+    base, _ = rd_cost(model, pic, 40, tile=2)
+    searched, enc = rd_cost(model, pic, 40, tile=2, effort=1)
+    np.testing.assert_array_equal(codec.decode(enc.data, tile=2).pixels, enc.reconstruction.pixels)
+    assert searched < base
+
+
+def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch):
+    monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, y, *a: torch.full_like(y, float("nan")))
+    assert codec.encode(pic, 50, model, effort=1).data == codec.encode(pic, 50, model).data
+
+
+def test_effort_outside_its_range_or_on_a_papers_model_is_refused(model, pic):
+    for bad in (-1, 3, 1.5, True):
+        with pytest.raises(ValueError, match="effort"):
+            codec.encode(pic, 50, model, effort=bad)
+    digits = Picture(photo_like(28, 28)[:, :, :1])
+    with pytest.raises(ValueError, match="photo models"):
+        codec.encode(digits, 50, zoo.load("paper-cae20-mnist"), effort=1)
+
+
+def test_a_bpp_target_is_searched_at_the_given_effort(model, pic):
+    hit = encode_to_target(pic, model, target_bpp=0.8, effort=1)
+    assert hit.bpp == pytest.approx(8 * len(hit.encoded.data) / (pic.width * pic.height))
+    assert hit.psnr == pytest.approx(metrics.psnr(pic.color, codec.decode(hit.encoded.data).color))
+    assert hit.met
+
+
+def test_cli_effort_reports_itself_and_writes_a_decodable_file(tmp_path, capsys):
+    from PIL import Image
+
+    src = tmp_path / "photo.png"
+    Image.fromarray(photo_like(48, 80)).save(src)
+    assert main(["encode", str(src), "-o", str(tmp_path / "p.nac"), "--effort", "1"]) == 0
+    assert "effort 1" in capsys.readouterr().out
+    assert neurocodec.decode((tmp_path / "p.nac").read_bytes()).size == (80, 48)
+
+
+def test_a_model_first_loaded_by_a_decode_can_still_search(pic):
+    data = codec.encode(pic, 50).data
+    zoo.load.cache_clear()
+    try:
+        codec.decode(data)  # loads the model inside torch.inference_mode
+        assert zoo.load() is zoo.load(zoo.DEFAULT_MODEL)
+        assert codec.encode(pic, 50, zoo.load(), effort=1).data != data
+    finally:
+        zoo.load.cache_clear()
