@@ -60,7 +60,7 @@ def test_effort_lowers_the_rate_distortion_cost_of_the_file(model, pic, quality)
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_effort_files_decode_to_the_encoders_reconstruction(model, pic, mode):
     p = pic if mode == "RGB" else Picture(pic.pixels[:, :, 1:2])
-    enc = codec.encode(p, 50, model, reconstruct=True, effort=2)
+    enc = codec.encode(p, 50, model, reconstruct=True, effort=1)
     np.testing.assert_array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)
     assert neurocodec.read_info(enc.data)["model"] == model.model_id  # same format, same model
 
@@ -78,7 +78,7 @@ def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, mo
 
 
 def test_effort_outside_its_range_or_on_a_papers_model_is_refused(model, pic):
-    for bad in (-1, 3, 1.5, True):
+    for bad in (-1, 2, 1.5, True):
         with pytest.raises(ValueError, match="effort"):
             codec.encode(pic, 50, model, effort=bad)
     digits = Picture(photo_like(28, 28)[:, :, :1])

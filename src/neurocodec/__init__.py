@@ -40,8 +40,8 @@ def encode(
     ``target_bpp`` or ``target_psnr`` replace it with a goal: the file lands within 5 % of the bits
     per pixel or 0.2 dB of the PSNR, or a ``neurocodec.targets.TargetWarning`` says why it could not.
     ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
-    ``effort`` 0 (default, fastest), 1 or 2: how long the encoder searches for smaller latents
-    (``neurocodec.refine``); any effort decodes with the same decoder at the same speed.
+    ``effort`` 0 (default, fastest) or 1: 1 searches the latents for a smaller file at the same
+    quality (``neurocodec.refine``, about ten times the encoding time); the decoder is the same.
     """
     from . import codec, io, zoo
 

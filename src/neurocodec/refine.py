@@ -43,12 +43,16 @@ from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
 from .nets.priors import gaussian_likelihood
 
-EFFORT_STEPS = (0, 10, 30)
-"""Gradient steps per tile for effort 0 (no refinement: the amortized latents), 1 and 2. On held-out
-crops 100 steps added about a third of what 10 steps gained, for ten times the time."""
+EFFORT_STEPS = (0, 10)
+"""Gradient steps per tile for effort 0 (no refinement: the amortized latents) and 1. More steps
+bought little: on held-out crops 30 steps lowered the rate-distortion cost about 1 % more than
+10, and on Kodak they gave -0.7 % BD-rate against 10 for three times the encoding time
+(benchmarks/results/kodak-effort2.json, measured when effort 2 meant 30 steps), so no effort
+level offers them."""
 
 STEP_SIZE = 3e-4
-"""Gradient-descent step on the cost in bits; measured best of 5e-5..4e-4 at 30 steps."""
+"""Gradient-descent step on the cost in bits; on held-out crops 2e-4 to 4e-4 did about equally
+well at 10 to 30 steps, 1e-4 and below gained less."""
 
 TAU_START, TAU_END = 0.5, 0.05
 ATANH_MAX = 0.999
