@@ -79,25 +79,13 @@ def _tile_size(tile: Tile, rows: int, cols: int) -> int | None:
     return tiling.auto_tile(rows, cols) if tile == "auto" else tile
 
 
-def _pixel_tile(color: np.ndarray, rows: tiling.Span, cols: tiling.Span) -> torch.Tensor:
-    """Pixels of one tile as (1, 3, h, w) floats in [0, 1], edge-extended past the image like the
-    untiled padding; built from the uint8 image so no float copy of the whole image is made."""
-    h, w = color.shape[:2]
-    r = np.minimum(np.arange(rows.start * 16, rows.stop * 16), h - 1)
-    c = np.minimum(np.arange(cols.start * 16, cols.stop * 16), w - 1)
-    part = color[r[:, None], c[None, :]]
-    if part.shape[2] == 1:
-        part = np.repeat(part, 3, axis=2)
-    return torch.from_numpy(part)[None].permute(0, 3, 1, 2).float().div_(255)
-
-
 def _analysis(tf: InferenceTransforms, color: np.ndarray, level: torch.Tensor, tile: Tile) -> torch.Tensor:
     """g_a over the padded image, tile by tile, into one (1, M, rows, cols) float32 CPU tensor."""
     hp, wp = _padded_size(color.shape[0], color.shape[1], tf.net.STRIDE)
     rows, cols = hp // 16, wp // 16
     y = torch.empty(1, tf.net.config.m, rows, cols)
     for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols)):
-        y_tile = tf.analysis(_pixel_tile(color, sr, sc), level)
+        y_tile = tf.analysis(tiling.pixel_tile(color, sr, sc), level)
         y[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner].cpu()
     return y
 

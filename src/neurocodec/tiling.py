@@ -24,6 +24,9 @@ import itertools
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
+import torch
+
 TILE = 64
 """Interior of a tile in grid cells: 64 latents = 1024 pixels, about 4 MB of float32 per channel."""
 
@@ -77,3 +80,15 @@ def grid(rows: int, cols: int, tile: int | None, halo: int = HALO) -> Iterator[t
 def auto_tile(rows: int, cols: int) -> int | None:
     """The tile size for a latent grid: ``None`` (one piece) unless it is large. Size-only, see above."""
     return None if rows * cols <= UNTILED_MAX else TILE
+
+
+def pixel_tile(color: np.ndarray, rows: Span, cols: Span) -> torch.Tensor:
+    """Pixels of one tile as (1, 3, h, w) floats in [0, 1], edge-extended past the image like the
+    untiled padding; built from the uint8 image so no float copy of the whole image is made."""
+    h, w = color.shape[:2]
+    r = np.minimum(np.arange(rows.start * 16, rows.stop * 16), h - 1)
+    c = np.minimum(np.arange(cols.start * 16, cols.stop * 16), w - 1)
+    part = color[r[:, None], c[None, :]]
+    if part.shape[2] == 1:
+        part = np.repeat(part, 3, axis=2)
+    return torch.from_numpy(part)[None].permute(0, 3, 1, 2).float().div_(255)
