@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=HERE / "results" / "targets.json")
     args = p.parse_args(argv)
+    revision = git_revision()  # of the code that runs, not of the tree when the run ends
     torch.set_num_threads(args.threads)
     model = zoo.load(zoo.resolve(args.model))
     files = sorted(f for f in args.dir.iterdir() if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm"))
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
     result = {
         "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
-        "git_revision": git_revision(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "git_revision": revision, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "dataset": args.dir.name, "model": {"id": model.model_id, "weights_sha256": model.card["sha256"]},
         "tolerance": {"bpp_relative": targets.BPP_TOLERANCE, "psnr_db": targets.PSNR_TOLERANCE},
         "targets": summary,
