@@ -52,8 +52,10 @@ bought little: on held-out crops 30 steps lowered the rate-distortion cost about
 level offers them."""
 
 STEP_SIZE = 3e-4
-"""Gradient-descent step on the cost in bits; on held-out crops 2e-4 to 4e-4 did about equally
-well at 10 to 30 steps, 1e-4 and below gained less."""
+"""Gradient-descent step on the cost in bits. On six held-out crops at qualities 12-88, 10 steps
+lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e-4, τ from 0.3
+or 0.8, τ down to 0.1, or momentum 0.5 all landed within 0.5 % of that (5e-4 helps at high
+quality and hurts at low), so the search is not sensitive to these settings."""
 
 TAU_START, TAU_END = 0.5, 0.05
 ATANH_MAX = 0.999
