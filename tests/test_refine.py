@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import neurocodec
-from neurocodec import codec, metrics, refine, zoo
+from neurocodec import codec, io, metrics, refine, zoo
 from neurocodec.cli import main
 from neurocodec.io import Picture
 from neurocodec.targets import encode_to_target
@@ -57,12 +57,46 @@ def test_effort_lowers_the_rate_distortion_cost_of_the_file(model, pic, quality)
     assert searched < 0.99 * base
 
 
+def test_effort_lowers_the_cost_of_a_grey_image_too(model, pic):
+    grey = Picture(pic.pixels[:, :, 1:2])
+    assert rd_cost(model, grey, 50, effort=1)[0] < 0.99 * rd_cost(model, grey, 50)[0]
+
+
+def test_a_tiles_context_sees_whole_image_anchor_parity(model):
+    """A tile at an odd (row + column) offset gets the interior parameters the whole grid gets."""
+    torch.manual_seed(0)
+    net = model.net
+    y = torch.randn(1, net.config.m, 12, 14) * 3
+    hyper = torch.randn(1, 2 * net.config.m, 12, 14)  # stands in for h_s's output
+
+    def params(y, hyper, r0, c0):
+        first = net._entropy_params(hyper, None)
+        anchor = refine.anchor_mask(*y.shape[2:], r0 + c0)
+        return refine._parameters(net, y, hyper, first, anchor, 0.1)
+
+    whole = params(y, hyper, 0, 0)
+    r0, c0 = 3, 4
+    part = params(y[:, :, r0:, c0:], hyper[:, :, r0:, c0:], r0, c0)
+    for w, p in zip(whole, part):  # 2 cells from the tile's edge the 5x5 context sees only the tile
+        torch.testing.assert_close(p[:, :, 2:-2, 2:-2], w[:, :, r0 + 2 : -2, c0 + 2 : -2], atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_effort_files_decode_to_the_encoders_reconstruction(model, pic, mode):
     p = pic if mode == "RGB" else Picture(pic.pixels[:, :, 1:2])
     enc = codec.encode(p, 50, model, reconstruct=True, effort=1)
     np.testing.assert_array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)
     assert neurocodec.read_info(enc.data)["model"] == model.model_id  # same format, same model
+
+
+def test_a_tile_of_padding_only_is_searched_on_no_pixels(model, monkeypatch):
+    seen = []
+    search = refine._refine_tile
+    monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, *a: seen.append(valid) or search(net, x, valid, *a))
+    small = Picture(photo_like(65, 64))  # 80 rows of latent grid cells: the last one is padding only
+    enc = codec.encode(small, 50, zoo.load(), reconstruct=True, tile=1, effort=1)
+    assert min(min(v) for v in seen) == 0 and all(v[0] >= 0 and v[1] >= 0 for v in seen)
+    np.testing.assert_array_equal(codec.decode(enc.data, tile=1).pixels, enc.reconstruction.pixels)
 
 
 def test_tiled_search_keeps_each_tiles_interior_and_still_pays(model, pic):
@@ -73,7 +107,7 @@ def test_tiled_search_keeps_each_tiles_interior_and_still_pays(model, pic):
 
 
 def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch):
-    monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, y, *a: torch.full_like(y, float("nan")))
+    monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
     assert codec.encode(pic, 50, model, effort=1).data == codec.encode(pic, 50, model).data
 
 
@@ -84,10 +118,13 @@ def test_effort_outside_its_range_or_on_a_papers_model_is_refused(model, pic):
     digits = Picture(photo_like(28, 28)[:, :, :1])
     with pytest.raises(ValueError, match="photo models"):
         codec.encode(digits, 50, zoo.load("paper-cae20-mnist"), effort=1)
+    with pytest.raises(ValueError, match="photo models"):
+        encode_to_target(digits, zoo.load("paper-cae20-mnist"), target_bpp=1.0, effort=1)
 
 
 def test_a_bpp_target_is_searched_at_the_given_effort(model, pic):
     hit = encode_to_target(pic, model, target_bpp=0.8, effort=1)
+    assert hit.encoded.data != encode_to_target(pic, model, target_bpp=0.8).encoded.data
     assert hit.bpp == pytest.approx(8 * len(hit.encoded.data) / (pic.width * pic.height))
     assert hit.psnr == pytest.approx(metrics.psnr(pic.color, codec.decode(hit.encoded.data).color))
     assert hit.met
@@ -100,7 +137,12 @@ def test_cli_effort_reports_itself_and_writes_a_decodable_file(tmp_path, capsys)
     Image.fromarray(photo_like(48, 80)).save(src)
     assert main(["encode", str(src), "-o", str(tmp_path / "p.nac"), "--effort", "1"]) == 0
     assert "effort 1" in capsys.readouterr().out
-    assert neurocodec.decode((tmp_path / "p.nac").read_bytes()).size == (80, 48)
+    data = (tmp_path / "p.nac").read_bytes()
+    assert data == codec.encode(io.load(src), 75, zoo.load(), effort=1).data != codec.encode(io.load(src), 75).data
+    assert neurocodec.decode(data).size == (80, 48)
+    top = len(refine.EFFORT_STEPS) - 1  # the CLI's range is the codec's
+    assert main(["encode", str(src), "-o", str(tmp_path / "q.nac"), "--effort", str(top)]) == 0
+    assert main(["encode", str(src), "-o", str(tmp_path / "r.nac"), "--effort", str(top + 1)]) == 1
 
 
 def test_a_model_first_loaded_by_a_decode_can_still_search(pic):

@@ -104,24 +104,27 @@ def _parameters(net: MeanScaleHyperprior, y: Tensor, hyper: Tensor, first: Tenso
     return soft_round(y - means, tau) + means, scales, means
 
 
-def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], y: Tensor, hyper: Tensor,
-                 level: Tensor, lam: float, steps: int, row0: int, col0: int) -> Tensor:
+def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], grey: bool, y: Tensor,
+                 hyper: Tensor, level: Tensor, lam: float, steps: int, row0: int, col0: int) -> Tensor:
+    """``steps`` of the search on one tile; ``valid``: rows and columns of ``x`` inside the image
+    (the rest is padding nobody sees); ``grey``: the decoder will average the three channels."""
     h, w = valid
-    target = x[:, :, :h, :w]
+    target = x[:, :1, :h, :w] if grey else x[:, :, :h, :w]
     inv_gain = net.y_gain(net.inv_gain, level)
     first = anchor = None
     if isinstance(net, CheckerboardHyperprior):
         first = net._entropy_params(hyper, None).detach()
-        rows, cols = y.shape[2:]
-        anchor = anchor_mask(rows, cols + col0, row0)[:, col0:]  # whole-image parity
-    y = y.detach().clone().requires_grad_(True)
+        anchor = anchor_mask(*y.shape[2:], row0 + col0)  # whole-image parity of (row + col)
+    y = y.detach().requires_grad_(True)  # the caller's copy
     opt = torch.optim.SGD([y], lr=STEP_SIZE)
     for t in range(steps):
         tau = max(TAU_START * math.exp(-3.0 * t / steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
         x_hat = net.g_s(y_soft * inv_gain)[:, :, :h, :w]
-        cost = bits + lam * 255**2 * (x_hat - target).square().sum() / 3
+        if grey:
+            x_hat = x_hat.mean(dim=1, keepdim=True)  # what codec._to_pixels keeps of an L image
+        cost = bits + lam * 255**2 * (x_hat - target).square().sum() / x_hat.shape[1]
         opt.zero_grad(set_to_none=True)
         cost.backward()
         opt.step()
@@ -146,10 +149,11 @@ def refine(
         hyper = net.h_s(z * net.interpolate(net.inv_hyper_gain, level)).detach()
         for sr, sc in tiling.grid(rows, cols, tile):
             x = tiling.pixel_tile(color, sr, sc)  # the pixels g_a saw, edge-extended alike
-            valid = (min(sr.stop * 16, height) - sr.start * 16, min(sc.stop * 16, width) - sc.start * 16)
+            valid = (max(0, min(sr.stop * 16, height) - sr.start * 16),  # 0: a tile of padding only
+                     max(0, min(sc.stop * 16, width) - sc.start * 16))
             region = (slice(None), slice(None), slice(sr.start, sr.stop), slice(sc.start, sc.stop))
-            y_tile = _refine_tile(net, x, valid, y[region].clone(), hyper[region], level, lam, steps,
-                                  sr.start, sc.start)
+            y_tile = _refine_tile(net, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region], level,
+                                  lam, steps, sr.start, sc.start)
             if torch.isfinite(y_tile).all():  # else keep the amortized latents: never a broken file
                 out[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner]
     return out

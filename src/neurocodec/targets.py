@@ -43,7 +43,7 @@ def _settings(model: Model, device: str | None, effort: int) -> tuple[int, int, 
         top = (model.levels - 1) * RATE_SCALE
         return 0, top, lambda pic, s, rec: encode(pic, model=model, reconstruct=rec, rate=s, device=device,
                                                   effort=effort)
-    return 1, 100, lambda pic, s, rec: encode(pic, s, model, reconstruct=rec)
+    return 1, 100, lambda pic, s, rec: encode(pic, s, model, reconstruct=rec, effort=effort)  # refuses effort 1
 
 
 def _first_true(lo: int, hi: int, pred: Callable[[int], bool]) -> int:
