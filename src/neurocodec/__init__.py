@@ -41,7 +41,7 @@ def encode(
     per pixel or 0.2 dB of the PSNR, or a ``neurocodec.targets.TargetWarning`` says why it could not.
     ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
     ``effort`` 0 (default, fastest) or 1: 1 searches the latents for a smaller file at the same
-    quality (``neurocodec.refine``, about ten times the encoding time); the decoder is the same.
+    quality (``neurocodec.refine``, 10-16 times the encoding time, on the CPU); the decoder is the same.
     """
     from . import codec, io, zoo
 
