@@ -196,7 +196,7 @@ def record_history(result: dict, name: str, path: Path) -> None:
     entry = {
         "results": f"{name}.json", "date": result["date"], "git_revision": result["git_revision"],
         "model": result["model"]["id"], "weights_sha256": result["model"]["weights_sha256"],
-        "images": result["images"],
+        "images": result["images"], "effort": result.get("effort", 0), "shift_px": result.get("shift_px", 0),
         "bd_rate_vs_jpeg_percent": {c: e.get("bd_rate_vs_jpeg_percent") for c, e in result["codecs"].items()},
         "bpp_range": [min(p["bpp"] for p in ours["points"]), max(p["bpp"] for p in ours["points"])],
         "encode_s": ours["timing"]["encode_s"], "decode_s": ours["timing"]["decode_s"],
