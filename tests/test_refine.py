@@ -154,3 +154,18 @@ def test_a_model_first_loaded_by_a_decode_can_still_search(pic):
         assert codec.encode(pic, 50, zoo.load(), effort=1).data != data
     finally:
         zoo.load.cache_clear()
+
+
+def test_a_model_without_context_is_searched_too(install_model):
+    from neurocodec.nets import build
+    from neurocodec.nets.hyperprior import HyperpriorConfig
+
+    torch.manual_seed(0)
+    plain = install_model(build(HyperpriorConfig(n=8, m=12, lambdas=(0.01, 0.1))).eval(), "test-plain-effort")
+    color = photo_like(48, 64)
+    y = torch.randn(1, 12, 4, 4) * 2  # the padded 64 x 64 image's latent grid
+    z = np.zeros((8, 1, 1), dtype=np.int64)
+    searched = refine.refine(plain.net, color, y, z, torch.tensor([0.5]), 1, None)
+    assert searched.shape == y.shape and torch.isfinite(searched).all() and not torch.equal(searched, y)
+    enc = codec.encode(Picture(color), 60, plain, reconstruct=True, effort=1)
+    np.testing.assert_array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)
