@@ -89,7 +89,13 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         first = self._entropy_params(hyper, None)
         if not use_context:
             return first.chunk(2, dim=1)
-        anchor = anchor_mask(*y.shape[2:], device=y.device)
+        return self.two_pass_parameters(y, hyper, first, anchor_mask(*y.shape[2:], device=y.device))
+
+    def two_pass_parameters(self, y: Tensor, hyper: Tensor, first: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
+        """Float (scales, means) of both passes: ``first`` (``_entropy_params(hyper, None)``) at the
+        ``anchor`` positions, elsewhere the parameters that see the anchors of y rounded around their
+        means (straight-through). Training and the encoder's search (``refine``) share it; the
+        search passes a tile's own mask, whose parity follows its offset in the whole grid."""
         means_a = first.chunk(2, dim=1)[1]
         y_hat_a = y + (torch.round(y - means_a) - (y - means_a)).detach()
         second = self._entropy_params(hyper, y_hat_a * anchor)
