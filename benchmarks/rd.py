@@ -234,8 +234,9 @@ def main(argv: list[str] | None = None) -> dict:
         files = split(image_files(args.dir), args.held_out)[1]
     files = files[: args.limit] if args.limit else files
     images = [(f.name, shifted(io.load(f), args.shift)) for f in files]
-    name = args.name or ("heldout" if args.held_out else args.dir.name) + (f"-shift{args.shift}" if args.shift else "") + (
-        f"-effort{args.effort}" if args.effort else "")
+    default_name = ("heldout" if args.held_out else args.dir.name) + (f"-shift{args.shift}" if args.shift else "") \
+        + (f"-effort{args.effort}" if args.effort else "")
+    name = args.name or default_name
     model_id = zoo.resolve(args.model)
     print(f"{len(images)} images from {args.dir}; model {model_id}", flush=True)
 
