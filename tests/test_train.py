@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import neurocodec
@@ -74,3 +75,47 @@ def test_tampered_weights_are_refused(images, tmp_path, monkeypatch):
             neurocodec.encode(photo_like(8, 8))
     finally:
         zoo.load.cache_clear()
+
+
+def test_training_resumes_from_shipped_weights_at_their_step_with_their_parameters(images, tmp_path):
+    """A run's own snapshot may be gone (fresh machines): training can restart from what shipped."""
+    from neurocodec.nets import build
+    from neurocodec.nets.hyperprior import HyperpriorConfig
+    from neurocodec.train.export import load_trained, trainable_state
+
+    model = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "model": model}))
+    run = tmp_path / "run"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "3"])
+    dest = tmp_path / "weights"
+    export_main([str(run), "--model-id", "tiny-shipped", "--dest", str(dest)])
+    shipped = dest / "tiny-shipped.safetensors"
+
+    state, step = trainable_state(shipped)
+    assert step == 3 and not any(k.startswith("tables.") for k in state)
+    config = HyperpriorConfig(**{**model, "lambdas": tuple(model["lambdas"])})
+    trained, _ = load_trained(run / "portable.safetensors", config)
+    fresh = build(config)
+    fresh.load_state_dict(state)  # strict: the density of z is back, nothing is missing
+    for name, value in trained.state_dict().items():
+        if not name.startswith("z_density."):
+            assert torch.equal(fresh.state_dict()[name], value), name
+
+    again = tmp_path / "again"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(again), "--device", "cpu",
+                "--steps", "5", "--init", str(shipped)])
+    steps = [json.loads(line)["step"] for line in (again / "log.jsonl").read_text().splitlines()]
+    assert steps[:2] == [4, 5]
+
+
+def test_a_snapshot_without_step_or_card_is_refused_with_its_name(tmp_path):
+    from safetensors.torch import save_file
+
+    from neurocodec.train.export import trainable_state
+
+    path = tmp_path / "loose.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="loose.safetensors is neither"):
+        trainable_state(path)
+

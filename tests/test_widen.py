@@ -11,8 +11,8 @@ from neurocodec import codec, io
 from neurocodec.nets import build
 from neurocodec.nets.checkerboard import anchor_mask
 from neurocodec.nets.hyperprior import HyperpriorConfig
-from neurocodec.train.export import export
-from neurocodec.train.widen import density_from_tables, widen_state
+from neurocodec.train.export import density_from_tables, export
+from neurocodec.train.widen import widen_state
 
 from conftest import photo_like
 from test_context import CONFIG, _random_net  # a small checkerboard model with non-zero context layers

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--time-budget", type=float, help="stop cleanly after this many seconds")
-    p.add_argument("--init", type=Path, help="portable snapshot to start from when the run has no checkpoint")
+    p.add_argument("--init", type=Path, help="where to start when the run has no checkpoint: a portable snapshot, or shipped weights (ID.safetensors beside its model card ID.json)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     args = p.parse_args(argv)
 

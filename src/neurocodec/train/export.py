@@ -45,6 +45,62 @@ def load_trained(path: Path, config: HyperpriorConfig) -> tuple[MeanScaleHyperpr
     return model.eval(), step
 
 
+def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: int = 1500) -> dict[str, torch.Tensor]:
+    """``z_density.*`` parameters fitted to a shipped file's frozen z tables.
+
+    Shipped weights keep the density of z only as integer PMFs (the coder's tables), not as the
+    trainable ``FactorizedDensity``; training needs the latter, and a fresh one would misprice z
+    for thousands of steps. Fitting it to the tables (cross-entropy on their support) restores it.
+    """
+    from ..nets.priors import FactorizedDensity
+    from ..zoo import _ragged
+
+    offsets = state["tables.z_offsets"].long()
+    lengths = state["tables.z_lengths"].long()
+    flat = state["tables.z_pmfs"].double()
+    if len(offsets) != channels or len(lengths) != channels or int(lengths.sum()) != len(flat):
+        raise ValueError(f"z tables do not describe {channels} channels")
+    width = int(lengths.max())
+    symbols = offsets[:, None] + torch.arange(width)[None, :]
+    target = torch.zeros(channels, width, dtype=torch.float64)
+    for c, row in enumerate(_ragged(flat.numpy(), lengths.numpy())):  # the zoo's reading of the tables
+        target[c, : len(row)] = torch.from_numpy(row)
+    with torch.random.fork_rng():  # the density's random start must not depend on the caller's RNG
+        torch.manual_seed(0)
+        density = FactorizedDensity(channels)
+    opt = torch.optim.Adam(density.parameters(), lr=1e-2)
+    v = symbols.float()[:, None, :]
+    for _ in range(steps):
+        mass = density._interval_mass(v)[:, 0, :].clamp_min(1e-12)
+        loss = -(target.float() * mass.log()).sum(1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return {f"z_density.{k}": v.detach() for k, v in density.state_dict().items()}
+
+
+def trainable_state(path: Path) -> tuple[dict[str, torch.Tensor], int]:
+    """A training start from ``path`` and its step: a run's ``portable.safetensors``, or shipped
+    weights (``ID.safetensors`` beside its model card), so that training resumes from what was
+    committed when a run's own snapshot is gone. A shipped file drops its coding tables, gets back
+    a trainable density of z fitted to them, and takes its step from the card."""
+    with safe_open(str(path), framework="pt") as f:
+        state = {k: f.get_tensor(k).float() for k in f.keys()}
+        meta = f.metadata() or {}
+    if "step" in meta:
+        return state, int(meta["step"])
+    card = path.with_suffix(".json")
+    if "tables.z_offsets" not in state or not card.is_file():
+        raise ValueError(f"{path} is neither a run's snapshot (no 'step' in its metadata) "
+                         f"nor shipped weights with their model card {card.name}")
+    step = int(json.loads(card.read_text())["training"]["steps"])
+    channels = len(state["tables.z_offsets"])
+    density = density_from_tables(state, channels)
+    state = {k: v for k, v in state.items() if not k.startswith("tables.")}
+    return {**state, **density}, step
+
+
+
 def _ragged(rows: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.array([len(r) for r in rows], dtype=np.int32)
     return np.concatenate(rows).astype(np.float32), lengths

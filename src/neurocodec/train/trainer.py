@@ -103,8 +103,8 @@ def train(
 ) -> Path:
     """Train (or resume) the run in ``cfg.out``; returns the checkpoint path.
 
-    Without a checkpoint in the run folder, ``init`` (a ``save_portable`` snapshot) seeds the
-    weights and the step count, with a fresh optimizer.
+    Without a checkpoint in the run folder, ``init`` (a ``save_portable`` snapshot, or shipped
+    weights beside their model card) seeds the weights and the step count, with a fresh optimizer.
     """
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(cfg.out)
@@ -133,11 +133,10 @@ def train(
         step = int(state["step"])
         torch.manual_seed(cfg.seed + step)
     elif init is not None and Path(init).exists():
-        from safetensors import safe_open
+        from .export import trainable_state
 
-        with safe_open(str(init), framework="pt") as f:
-            missing, unexpected = model.load_state_dict({k: f.get_tensor(k).float() for k in f.keys()}, strict=False)
-            step = int(f.metadata()["step"])
+        init_state, step = trainable_state(Path(init))
+        missing, unexpected = model.load_state_dict(init_state, strict=False)
         # A context model may start from a plain hyperprior: only its context layers are new.
         if unexpected or any(not k.startswith(("context.", "ep.")) for k in missing):
             raise ValueError(f"{init} does not fit this model: missing {missing}, unexpected {unexpected}")

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..nets.hyperprior import HyperpriorConfig
+from .export import density_from_tables
 
 ANALYSIS_SCALE = 0.05
 SYNTHESIS_SCALE = 0.25
@@ -107,40 +108,6 @@ def widen_state(state: dict[str, torch.Tensor], config: HyperpriorConfig, m_new:
     elif config.context != "none":
         raise ValueError(f"cannot widen a '{config.context}' context model")
     return s, dataclasses.replace(config, m=m_new, entropy_width=config.e)
-
-
-def density_from_tables(state: dict[str, torch.Tensor], channels: int, steps: int = 1500) -> dict[str, torch.Tensor]:
-    """``z_density.*`` parameters fitted to a shipped file's frozen z tables.
-
-    Shipped weights keep the density of z only as integer PMFs (the coder's tables), not as the
-    trainable ``FactorizedDensity``; training needs the latter, and a fresh one would misprice z
-    for thousands of steps. Fitting it to the tables (cross-entropy on their support) restores it.
-    """
-    from ..nets.priors import FactorizedDensity
-    from ..zoo import _ragged
-
-    offsets = state["tables.z_offsets"].long()
-    lengths = state["tables.z_lengths"].long()
-    flat = state["tables.z_pmfs"].double()
-    if len(offsets) != channels or len(lengths) != channels or int(lengths.sum()) != len(flat):
-        raise ValueError(f"z tables do not describe {channels} channels")
-    width = int(lengths.max())
-    symbols = offsets[:, None] + torch.arange(width)[None, :]
-    target = torch.zeros(channels, width, dtype=torch.float64)
-    for c, row in enumerate(_ragged(flat.numpy(), lengths.numpy())):  # the zoo's reading of the tables
-        target[c, : len(row)] = torch.from_numpy(row)
-    with torch.random.fork_rng():  # the density's random start must not depend on the caller's RNG
-        torch.manual_seed(0)
-        density = FactorizedDensity(channels)
-    opt = torch.optim.Adam(density.parameters(), lr=1e-2)
-    v = symbols.float()[:, None, :]
-    for _ in range(steps):
-        mass = density._interval_mass(v)[:, 0, :].clamp_min(1e-12)
-        loss = -(target.float() * mass.log()).sum(1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return {f"z_density.{k}": v.detach() for k, v in density.state_dict().items()}
 
 
 def main(argv: list[str] | None = None) -> None:
