@@ -3,6 +3,7 @@
     python benchmarks/speed.py [--threads 2] [--repeats 7] [--no-large]
     python benchmarks/speed.py --table-only      # rewrite the README table from the JSON
     python benchmarks/speed.py --name speed-2threads --threads 2 --no-large   # another file, README untouched
+    python benchmarks/speed.py --name speed-effort1 --effort 1 --no-large     # the encoder's search (refine.py)
 
 Every measurement runs in a fresh child process (``--child``), so its peak RSS (VmHWM) belongs
 to one operation: read the input file, load what it needs, code it ``repeats``
@@ -71,7 +72,7 @@ def _timed(fn, repeats: int) -> list[float]:
 
 
 # ----- child side: one operation per process -------------------------------------------------
-def child(op: str, path: Path, repeats: int, threads: int, device: str | None, warmup: bool) -> dict:
+def child(op: str, path: Path, repeats: int, threads: int, device: str | None, warmup: bool, effort: int = 0) -> dict:
     """Run ``op`` on ``path``; encoders leave their output next to the input (``NAME.nac``, ...)."""
     out: dict = {"op": op}
     if op.startswith(("nc-", "baseline")):  # Pillow's children never import torch
@@ -88,7 +89,7 @@ def child(op: str, path: Path, repeats: int, threads: int, device: str | None, w
 
         model = zoo.load()
         def once():
-            return codec.encode(io.load(path), QUALITY, model, device=device)
+            return codec.encode(io.load(path), QUALITY, model, device=device, effort=effort)
         if warmup:
             once()
         results = []
@@ -174,6 +175,7 @@ def run_child(op: str, path: Path, args, repeats: int, warmup: bool = True) -> d
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", op, str(path), "--repeats", str(repeats),
            "--threads", str(args.threads)] + (["--device", args.device] if args.device else [])
     cmd += [] if warmup else ["--no-warmup"]
+    cmd += ["--effort", str(args.effort)] if op == "nc-encode" else []
     t = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
@@ -199,7 +201,7 @@ def image_set(name: str, src: Path, work: Path, args, repeats: int, warmup: bool
         pixels = im.size[0] * im.size[1]
     enc = run_child("nc-encode", image, args, repeats, warmup)
     dec = run_child("nc-decode", image.with_suffix(".nac"), args, repeats, warmup)
-    entry["neurocodec"] = {"quality": QUALITY, "bpp": 8 * enc["bytes"] / pixels, "encode": enc, "decode": dec}
+    entry["neurocodec"] = {"quality": QUALITY, "effort": args.effort, "bpp": 8 * enc["bytes"] / pixels, "encode": enc, "decode": dec}
     for codec_name, (fmt, params) in PILLOW.items():
         if codec_name == "avif" and not _has_avif():
             continue
@@ -259,7 +261,8 @@ def table(result: dict) -> str:
             if not c:
                 continue
             threads = entry.get("run", m)["torch_threads"] if codec_name == "neurocodec" else "–"
-            lines.append(f"| {key} ({w}×{h}) | {codec_name} | {threads} | {c['bpp']:.3f} | {_ms(c['encode']['median_s'])} "
+            label = f"neurocodec, effort {c['effort']}" if c.get("effort") else codec_name
+            lines.append(f"| {key} ({w}×{h}) | {label} | {threads} | {c['bpp']:.3f} | {_ms(c['encode']['median_s'])} "
                          f"| {_ms(c['decode']['median_s'])} | {c['encode']['peak_rss'] / 2**20:,.0f} / "
                          f"{c['decode']['peak_rss'] / 2**20:,.0f} MiB |")
     old = result["images"].get("large", {}).get("run", {})
@@ -307,14 +310,18 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--no-large", action="store_true", help="skip the 24 MP image (keeps the previous entry)")
     p.add_argument("--shared", action="store_true", help="record that other jobs were using the machine")
     p.add_argument("--name", default="speed", help="results file stem; only 'speed' updates the README")
+    p.add_argument("--effort", type=int, choices=(0, 1), default=0,
+                   help="neurocodec's encoder effort (refine.py); only effort 0, the default, may write 'speed'")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("OP", "PATH"), help=argparse.SUPPRESS)
     p.add_argument("--no-warmup", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         print(json.dumps(child(args.child[0], Path(args.child[1]), args.repeats, args.threads, args.device,
-                               not args.no_warmup)))
+                               not args.no_warmup, args.effort)))
         return None
+    if args.effort and args.name == "speed" and not args.table_only:
+        p.error("--effort 1 needs its own --name (e.g. speed-effort1): speed.json is the default encoder's")
     out_path = HERE / "results" / f"{args.name}.json"
     if args.table_only:
         write_table(json.loads(out_path.read_text()))
@@ -337,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                     "neurocodec": neurocodec.__version__, "load_before": list(os.getloadavg()),
                     "shared": args.shared},
         "model": {"id": zoo.DEFAULT_MODEL, "weights_sha256": zoo.card(zoo.DEFAULT_MODEL)["sha256"]},
+        "effort": args.effort,
         "repeats": args.repeats,
         "large_repeats": args.large_repeats,
         "images": {},
