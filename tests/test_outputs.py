@@ -91,6 +91,18 @@ def test_interrupted_write_leaves_no_file_and_no_temporary(monkeypatch, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX file modes")
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_get_the_permissions_the_umask_allows(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        nio.atomic_write(tmp_path / "new.nac", b"data")
+        nio.atomic_write(tmp_path / "new.nac", b"again", force=True)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "new.nac").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_failed_forced_overwrite_keeps_the_old_file(monkeypatch, tmp_path):
     target = tmp_path / "out.nac"
     target.write_bytes(b"precious")

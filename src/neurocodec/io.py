@@ -134,6 +134,22 @@ def _from_pil(im: Image.Image) -> Picture:
     return Picture(np.ascontiguousarray(arr), icc if isinstance(icc, bytes) else None)
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file (0o666 less the umask). Temporary files are made 0600,
+    so a file written through one gets this mode before it takes the final name. The umask is read
+    without changing it where Linux tells it (os.umask can only be read by setting it, which would
+    briefly affect files other threads create)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
     """Write ``data`` to ``path`` all at once; without ``force`` an existing file is never replaced."""
     path = Path(path)
@@ -144,6 +160,8 @@ def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> N
         raise FileNotFoundError(f"output folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

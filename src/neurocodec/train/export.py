@@ -18,6 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..io import new_file_mode
 from ..nets import build
 from ..nets.checkerboard import CheckerboardConv
 from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
@@ -138,6 +139,7 @@ def export(model: MeanScaleHyperprior, dest: Path, model_id: str) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    tmp.chmod(new_file_mode())  # safetensors writes 0600; the package's files must be readable by all
     tmp.replace(dest)
     return hashlib.sha256(dest.read_bytes()).hexdigest()
 
