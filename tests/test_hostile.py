@@ -115,7 +115,7 @@ def test_decode_memory_estimate_is_an_upper_bound(rgb):
         f.write("5")
     before = kib("VmRSS:")
     codec.decode(data)
-    assert kib("VmHWM:") - before <= codec.decode_memory_estimate(640, 512)
+    assert kib("VmHWM:") - before <= codec.decode_memory_estimate(640, 512, zoo.load().net.config.m)
 
 
 def test_hostile_escape_streams_raise_format_errors(small_nac):

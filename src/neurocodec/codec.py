@@ -31,22 +31,26 @@ Tile = Union[int, None, Literal["auto"]]
 
 DECODE_BASE_BYTES = 64 * 2**20
 DECODE_BYTES_PER_PIXEL = 640
-"""Peak memory of an untiled g_s above the loaded model, per padded pixel: measured 400 to 537 bytes
-per padded pixel from 512x512 to 2048x2048 (benchmarks/decode_memory.py), so this keeps about 20 %
-headroom; a test checks it stays an upper bound."""
-DECODE_BYTES_PER_PIXEL_TILED = 48
-"""What a tiled decode keeps for the whole image (float64 means and scales, residuals, the uint8
-output): measured about 27 bytes per pixel at 24 megapixels (benchmarks/results/speed.json)."""
+"""Peak memory of an untiled g_s above the loaded model, per padded pixel; ``test_hostile`` checks
+on every run that it bounds the measured peak, and ``benchmarks/decode_memory.py`` measures it
+per size (``results/decode_memory.json``)."""
+DECODE_BYTES_PER_LATENT_TILED = 80
+"""What a tiled decode keeps for the whole image per latent element of y (float64 means, scales and
+y_hat, the residuals, the context passes' working arrays), on top of 3 bytes per pixel of uint8
+output. It grows with the latent width M, not with the pixels alone: about 64 bytes per element
+were measured for ``photo-hp64`` (M=96) and 57 for ``photo-cb64-m224-r4`` (M=224) at 24 megapixels
+(``benchmarks/results/speed.json`` and its git history), so this keeps 25 % headroom."""
 
 
-def decode_memory_estimate(width: int, height: int, stride: int = 64) -> int:
+def decode_memory_estimate(width: int, height: int, latent_channels: int, stride: int = 64) -> int:
     """Bytes ``decode`` may need for an image of this size, known from the header alone: the
     whole-image working set untiled, or one tile's plus the whole-image latents when tiled."""
     hp, wp = _padded_size(height, width, stride)
     if tiling.auto_tile(hp // 16, wp // 16) is None:
         return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * hp * wp
     tile_pixels = ((tiling.TILE + 2 * tiling.HALO) * 16) ** 2
-    return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * tile_pixels + DECODE_BYTES_PER_PIXEL_TILED * hp * wp
+    whole = 3 * hp * wp + DECODE_BYTES_PER_LATENT_TILED * latent_channels * (hp // 16) * (wp // 16)
+    return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * tile_pixels + whole
 
 
 def check_quality(quality: int) -> int:
@@ -305,7 +309,7 @@ def decode(
             f"latent shapes {list(nac.latent_shapes)} do not fit a {nac.width}x{nac.height} image "
             f"(expected {list(expected)})"
         )
-    limits.check_memory(decode_memory_estimate(nac.width, nac.height, net.STRIDE), nac.width, nac.height)
+    limits.check_memory(decode_memory_estimate(nac.width, nac.height, m, net.STRIDE), nac.width, nac.height)
     alpha = None
     if nac.mode == "RGBA":
         alpha = inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)
