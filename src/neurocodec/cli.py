@@ -1,4 +1,4 @@
-"""The ``neurocodec`` command line: encode, decode, info, compare, models, train.
+"""The ``neurocodec`` command line: encode, decode, info, compare, models, enhance, train.
 
 Exit codes: 0 success, 1 bad input or usage (one line on stderr, no traceback), 2 internal error,
 130 after Ctrl-C during a command.
@@ -154,7 +154,7 @@ def decode(
     fmt: Optional[str] = typer.Option(None, "--format", help="Image format (png, jpeg, webp, tiff, ...) instead of the extension's [default for -: png]."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse files declaring more pixels [default: 2^28]."),
     max_memory: Optional[int] = typer.Option(None, "--max-memory", min=1, help="Refuse files whose decode needs more MiB [default: 8192]."),
-    enhance: bool = typer.Option(False, "--enhance", help="Run the DnCNN post-filter on the result (helps at low qualities; see docs/seeds.md)."),
+    enhance: bool = typer.Option(False, "--enhance", help="Run the DnCNN post-filter on the result (helped an older model at low qualities; see docs/seeds.md)."),
     threads: Optional[int] = THREADS,
     device: Optional[str] = DEVICE,
     workers: Optional[int] = WORKERS,
