@@ -1,11 +1,14 @@
 """Peak memory of one decode against the estimate that ``Limits.max_memory_bytes`` is checked with.
 
-    python benchmarks/decode_memory.py [--sizes 512x512,1024x1024,2048x2048,4000x6000]
+    python benchmarks/decode_memory.py [--sizes 512x512,1024x1024,2048x2048,4000x6000] [--repeats 3]
 
-Linux only. Each size is measured in a fresh process (memory freed by earlier work would hide
+Linux only. Each size is measured in fresh processes (memory freed by earlier work would hide
 part of the peak): encode one synthetic photo-like image, reset the peak resident size
 (``/proc/self/clear_refs``), decode, and report (VmHWM - RSS before) against the codec's estimate.
-Writes ``benchmarks/results/decode_memory.json``.
+The peak of a tiled decode varies from process to process (at 2048x2048, three runs of the same
+code gave 0.68-0.82 GB, one earlier run 0.55 GB; the cause was not traced), so every size
+runs ``--repeats`` times and ``peak_bytes`` is the largest, the one the estimate must cover; each
+run's peak is kept in ``peak_bytes_runs``. Writes ``benchmarks/results/decode_memory.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def measure(h: int, w: int) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="512x512,1024x1024,2048x2048,4000x6000", help="HxW,...")
+    ap.add_argument("--repeats", type=int, default=3, help="fresh processes per size [default: 3]")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "decode_memory.json")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     args = ap.parse_args(argv)
@@ -62,9 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     model = zoo.load()
     rows = []
     for size in args.sizes.split(","):
-        done = subprocess.run([sys.executable, __file__, "--one", size], capture_output=True, text=True, check=True)
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
+        runs = [json.loads(subprocess.run([sys.executable, __file__, "--one", size], capture_output=True,
+                                          text=True, check=True).stdout.strip().splitlines()[-1])
+                for _ in range(max(1, args.repeats))]
+        row = max(runs, key=lambda r: r["peak_bytes"])
+        row["peak_bytes_runs"] = [r["peak_bytes"] for r in runs]
+        rows.append(row)
+        print(row, flush=True)
     result = {"command": "python " + " ".join(["benchmarks/decode_memory.py", *(argv if argv is not None else sys.argv[1:])]),
               "git_revision": git_revision(), "threads": torch.get_num_threads(),
               "model": {"id": model.model_id, "weights_sha256": model.card["sha256"]}, "sizes": rows}
