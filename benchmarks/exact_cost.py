@@ -10,6 +10,12 @@ comes from each path's own y_hat through g_s. The exact path's y stream is check
 byte against ``neurocodec.encode``. Reports bytes and PSNR per path and the BD-rate of exact vs
 float (PCHIP, as ``benchmarks/rd.py``), and how far the exact path's pixels move when g_s runs
 in float64 instead of float32 (what other hardware's float rounding may do). Writes ``benchmarks/results/exact_cost.json``.
+
+It handles models without a context model only (one pass, all of y in the ``Y`` stream): the
+result file was measured with ``photo-hp64``, which shipped until 0.2.0, and runs again at the
+revision it names. Every shipped photo model now has a checkerboard context, whose second pass
+this script does not model, so it refuses them; ``synthesis_rounding.py`` measures the float64
+g_s part for any photo model.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from neurocodec import codec, container, io, metrics, zoo  # noqa: E402
 from neurocodec.container import Stream  # noqa: E402
+from neurocodec.nets.checkerboard import CheckerboardHyperprior  # noqa: E402
 from neurocodec.nets.inference import transforms  # noqa: E402
 from provenance import git_revision  # noqa: E402
 from rd import DEFAULT_DIR, bd_rate  # noqa: E402
@@ -88,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     qualities = [int(q) for q in args.qualities.split(",")]
     model = zoo.load(args.model)
+    if isinstance(getattr(model, "net", None), CheckerboardHyperprior):
+        raise SystemExit(f"{args.model} has a context model, which exact_cost.py does not handle (see its docstring); "
+                         "benchmarks/synthesis_rounding.py measures the float64 g_s part for it")
     net64 = copy.deepcopy(model.net).double()
     tf = transforms(model.net, "cpu")
     paths = sorted(args.folder.glob("*.png"))[: args.limit]
