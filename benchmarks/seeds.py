@@ -165,9 +165,14 @@ def write_doc(result: dict, doc: Path) -> None:
 
 
 def update_cards(result: dict) -> None:
-    """Copy each model's measured figures into its model card (``measured``), naming the source."""
-    source = {"source": "benchmarks/results/seeds.json", "git_revision": result["git_revision"], "date": result["date"]}
+    """Copy each model's measured figures into its model card (``measured``), naming the source
+    and the revision and date of the run that measured that model's section."""
+    def source(section: str) -> dict:
+        at = result.get(f"{section}_measured_at", result)
+        return {"source": "benchmarks/results/seeds.json", "git_revision": at["git_revision"], "date": at["date"]}
+
     measured: dict[str, dict] = {}
+    sources: dict[str, dict] = {}
     for mid, e in result.get("autoencoders", {}).items():
         d = e["qualities"][str(DEFAULT_Q)]
         measured[mid] = {
@@ -175,16 +180,18 @@ def update_cards(result: dict) -> None:
             f"q{DEFAULT_Q}": {k: round(d[k], 6) for k in ("mse", "psnr", "bpp", "payload_bpp")},
             "per_quality": {q: {k: round(v[k], 6) for k in ("mse", "bpp")} for q, v in e["qualities"].items()},
         }
+        sources[mid] = source("autoencoders")
     if "dncnn" in result:
         dn = result["dncnn"]
         measured["paper-dncnn"] = {
             "kodak_jpeg_psnr_gain_db": {q: round(v["gain_db"], 3) for q, v in dn["jpeg"].items()},
             "gain_on_neurocodec_output_db": {q: round(v["gain_db"], 3) for q, v in dn["neurocodec"].items()},
         }
+        sources["paper-dncnn"] = source("dncnn")
     for mid, m in measured.items():
         path = zoo.WEIGHTS_DIR / f"{mid}.json"
         card = json.loads(path.read_text())
-        card["measured"] = {**source, **m}
+        card["measured"] = {**sources[mid], **m}
         path.write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -209,8 +216,11 @@ def main(argv: list[str] | None = None) -> dict:
                     "entropy-coded code alone; JPEG/WebP: lowest quality whose file is not smaller than ours",
         "claims": CLAIMS,
     })
+    # --only refreshes one section, so each section records where it came from as well
+    provenance = {k: result[k] for k in ("command", "git_revision", "date", "torch_threads")}
     if args.only in (None, "autoencoders"):
         result["autoencoders"] = {}
+        result["autoencoders_measured_at"] = provenance
         for mid in CLAIMS:
             recipe = RECIPES[mid]
             dataset = RECIPES[recipe.base].dataset if recipe.base else recipe.dataset
@@ -220,6 +230,7 @@ def main(argv: list[str] | None = None) -> dict:
             result["autoencoders"][mid] = autoencoder(mid, test, args.baseline_limit)
     if args.only in (None, "dncnn"):
         result["dncnn"] = dncnn(args.data / "kodak", args.own_limit)
+        result["dncnn_measured_at"] = provenance
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     write_doc(result, ROOT / "docs" / "seeds.md")
