@@ -119,3 +119,53 @@ def test_a_snapshot_without_step_or_card_is_refused_with_its_name(tmp_path):
     with pytest.raises(ValueError, match="loose.safetensors is neither"):
         trainable_state(path)
 
+
+def test_an_unknown_quantization_is_refused_with_the_choices(images, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "quantization": "round",
+                               "model": {"n": 8, "m": 12, "lambdas": [0.01]}}))
+    with pytest.raises(ValueError, match="quantization must be one of .*'round'"):
+        train_main(["--config", str(cfg), "--data", str(images), "--out", str(tmp_path / "run"),
+                    "--device", "cpu", "--steps", "1"])
+
+
+def test_hard_fine_tuning_trains_the_decoder_side_and_leaves_the_analysis_as_it_was(images, tmp_path):
+    from neurocodec.train.export import load_trained
+
+    model = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "lr": 1e-2,
+                               "model": model}))
+    soft = tmp_path / "soft"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(soft), "--device", "cpu", "--steps", "2"])
+    cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "quantization": "hard"}))
+    hard = tmp_path / "hard"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(hard), "--device", "cpu", "--steps", "4",
+                "--init", str(soft / "portable.safetensors")])
+    from neurocodec.nets.hyperprior import HyperpriorConfig
+
+    config = HyperpriorConfig(**{**model, "lambdas": tuple(model["lambdas"])})
+    before, _ = load_trained(soft / "portable.safetensors", config)
+    after, _ = load_trained(hard / "portable.safetensors", config)
+    frozen = set(after.analysis_parameters())
+    assert frozen and all(n.startswith(("g_a.", "h_a.")) or n.endswith("gain") for n in frozen)
+    params_before, params_after = dict(before.named_parameters()), dict(after.named_parameters())
+    assert all(torch.equal(params_before[n], params_after[n]) for n in frozen)
+    for part in ("g_s.", "h_s.", "ep.", "z_density.", "inv_gain"):  # z may still be all zeros: some, not all
+        assert any(not torch.equal(params_before[n], p) for n, p in params_after.items() if n.startswith(part)), part
+
+
+def test_hard_forward_rate_is_the_rate_of_the_rounded_latents(images):
+    """The hard stage's loss counts the bits estimate() counts: what the codec codes."""
+    from neurocodec.nets import build
+    from neurocodec.nets.hyperprior import HyperpriorConfig
+
+    torch.manual_seed(0)
+    net = build(HyperpriorConfig(n=8, m=12, lambdas=(0.01, 0.1), context="checkerboard"))
+    x = torch.from_numpy(photo_like(64, 64)).permute(2, 0, 1).unsqueeze(0).float() / 255
+    level = torch.ones(1)
+    out = net.forward_hard(x, level)
+    bits = -(torch.log2(out["y_likelihood"]).sum() + torch.log2(out["z_likelihood"]).sum())
+    expected, x_hat = net.estimate(x, level)
+    assert torch.allclose(bits, expected[0], rtol=1e-5)
+    assert torch.allclose(out["x_hat"], x_hat, atol=1e-6)
