@@ -83,27 +83,21 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
             ctx = self.context(anchors)
         return hyper + self.ep(torch.cat([hyper, ctx], dim=1))
 
-    def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True,
-                      hard: bool = False) -> tuple[Tensor, Tensor]:
+    def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True) -> tuple[Tensor, Tensor]:
         """(scales, means) for y: anchors from the hyperprior, the rest also from the rounded
         anchors (straight-through, so training sees the values the decoder will have)."""
         first = self._entropy_params(hyper, None)
         if not use_context:
             return first.chunk(2, dim=1)
-        return self.two_pass_parameters(y, hyper, first, anchor_mask(*y.shape[2:], device=y.device), hard)
+        return self.two_pass_parameters(y, hyper, first, anchor_mask(*y.shape[2:], device=y.device))
 
-    def two_pass_parameters(self, y: Tensor, hyper: Tensor, first: Tensor, anchor: Tensor,
-                            hard: bool = False) -> tuple[Tensor, Tensor]:
+    def two_pass_parameters(self, y: Tensor, hyper: Tensor, first: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
         """Float (scales, means) of both passes: ``first`` (``_entropy_params(hyper, None)``) at the
         ``anchor`` positions, elsewhere the parameters that see the anchors of y rounded around their
         means (straight-through). Training and the encoder's search (``refine``) share it; the
-        search passes a tile's own mask, whose parity follows its offset in the whole grid.
-        ``hard``: y is fixed (``forward_hard``), so the anchors' gradient goes to their means."""
+        search passes a tile's own mask, whose parity follows its offset in the whole grid."""
         means_a = first.chunk(2, dim=1)[1]
-        if hard:
-            y_hat_a = torch.round(y - means_a) + means_a
-        else:
-            y_hat_a = y + (torch.round(y - means_a) - (y - means_a)).detach()
+        y_hat_a = y + (torch.round(y - means_a) - (y - means_a)).detach()
         second = self._entropy_params(hyper, y_hat_a * anchor)
         return torch.where(anchor, first, second).chunk(2, dim=1)
 

@@ -129,36 +129,7 @@ class MeanScaleHyperprior(nn.Module):
         x_hat = self.g_s(y_hat * self.y_gain(self.inv_gain, level))
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
 
-    def forward_hard(self, x: Tensor, level: Tensor) -> dict[str, Tensor]:
-        """Hard-quantization forward pass for fine-tuning the decoder side with the analysis frozen
-        ("soft then hard", Guo et al., ICML 2021). Rate and distortion both see the values the codec
-        codes, round(y - mean) + mean, so h_s, the context model, the z density and g_s learn the
-        discrete distribution instead of the noisy relaxation; with g_a, h_a and their gains fixed
-        nothing upstream needs the gradient that rounding cannot pass.
-
-        The means get their gradient from the rate alone (straight through the rounded residual).
-        Giving them the distortion's gradient too gained half as much in a short probe, and no
-        gradient from the rate let the coded residuals grow until the rate doubled. From
-        photo-cb64-m224-r7, 4,400 steps at 5e-6 gave -0.04 % BD-rate on the trainer's held-out
-        estimate against -0.46 % for the same steps of the usual noise training (docs/training.md)."""
-        with torch.no_grad():
-            y, z = self.analysis(x, level)
-        hyper = self.h_s(z * self.interpolate(self.inv_hyper_gain, level))
-        scales, means = self._y_parameters(y, hyper, hard=True)
-        residual = y - means
-        offset = (torch.round(residual) - residual).detach()
-        y_hat = y + offset  # round(y - mean) + mean, no gradient to the mean
-        return {"x_hat": self.g_s(y_hat * self.y_gain(self.inv_gain, level)),
-                "y_likelihood": gaussian_likelihood(residual + offset, scales, torch.zeros_like(residual)),
-                "z_likelihood": self.z_density.likelihood(z)}
-
-    def analysis_parameters(self) -> list[str]:
-        """Names of the parameters only the encoder uses (frozen by ``forward_hard`` training)."""
-        return [n for n, _ in self.named_parameters()
-                if n.startswith(("g_a.", "h_a.")) or n in ("gain", "hyper_gain")]
-
-    def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True,
-                      hard: bool = False) -> tuple[Tensor, Tensor]:
+    def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True) -> tuple[Tensor, Tensor]:
         """(scales, means) of y from h_s's output; context models also look at y's neighbours."""
         return hyper.chunk(2, dim=1)
 

@@ -217,7 +217,6 @@ def main(argv: list[str] | None = None) -> None:
         "training": {
             "data": f"{Path(cfg.data).name}, every {cfg.holdout_every}th file (sorted by name) held out",
             "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "decay_at": cfg.decay_at,
-            "quantization": cfg.quantization,  # of the last leg: "hard" froze the analysis
             "loss": "bpp + lambda * 255^2 * MSE, one lambda level drawn per sample",
             "history": args.note,
         },

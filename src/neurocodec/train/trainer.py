@@ -36,10 +36,6 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True  # bfloat16 autocast for the transforms on CUDA (ignored on the CPU)
     context_lr_scale: float = 1.0  # learning-rate multiplier for a context model's own layers
-    # "noise": uniform-noise rate and straight-through distortion, every parameter trained.
-    # "hard": the analysis frozen and the decoder side fine-tuned on the rounded latents the codec
-    # codes (MeanScaleHyperprior.forward_hard), a last stage after "noise" training.
-    quantization: str = "noise"
     holdout_every: int = 16
     log_every: int = 200
     model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
@@ -50,16 +46,12 @@ class TrainConfig:
         return HyperpriorConfig(**m)
 
 
-QUANTIZATIONS = ("noise", "hard")
-
-
 def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor,
-            amp: bool = False, hard: bool = False):
+            amp: bool = False):
     """Per-batch R + lambda D; with ``amp`` the forward pass runs under CUDA bfloat16 autocast and
-    the rate and distortion are summed in float32 (bfloat16 sums of log-likelihoods lose bits).
-    ``hard``: rounded latents throughout (``forward_hard``) instead of the noisy relaxation."""
+    the rate and distortion are summed in float32 (bfloat16 sums of log-likelihoods lose bits)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        out = model.forward_hard(x, level) if hard else model(x, level)
+        out = model(x, level)
     out = {k: v.float() for k, v in out.items()}
     pixels = x.shape[2] * x.shape[3]
     bits = -(torch.log2(out["y_likelihood"]).sum((1, 2, 3)) + torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
@@ -125,18 +117,11 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(cfg.seed)
 
-    if cfg.quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {cfg.quantization!r}")
-    hard = cfg.quantization == "hard"
     model = build(cfg.model_config()).to(dev)
-    frozen = set(model.analysis_parameters()) if hard else set()
-    for n, p in model.named_parameters():
-        p.requires_grad_(n not in frozen)
     own = {n for n, _ in model.named_parameters() if n.startswith(("context.", "ep."))}
-    trained = [(n, p) for n, p in model.named_parameters() if n not in frozen]
-    groups = [{"params": [p for n, p in trained if n not in own], "scale": 1.0}]
+    groups = [{"params": [p for n, p in model.named_parameters() if n not in own], "scale": 1.0}]
     if own:  # new layers on top of a trained hyperprior catch up faster with a larger step
-        groups.append({"params": [p for n, p in trained if n in own], "scale": cfg.context_lr_scale})
+        groups.append({"params": [p for n, p in model.named_parameters() if n in own], "scale": cfg.context_lr_scale})
     opt = torch.optim.Adam(groups, lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
@@ -184,7 +169,7 @@ def train(
             g["lr"] = lr * g.get("scale", 1.0)  # checkpoints from before the groups had no scale
         x = sampler.sample(cfg.batch)
         level = torch.randint(levels, (cfg.batch,), device=dev).float()
-        loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda", hard=hard)
+        loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
