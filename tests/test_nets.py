@@ -106,3 +106,27 @@ def test_an_untrained_model_already_spends_more_bits_at_higher_lambda():
         bits = [-model(x, torch.tensor([float(level)]))["y_likelihood"].log2().sum().item() for level in range(3)]
     assert bits[0] < bits[1] < bits[2]
     assert torch.allclose(model.gain * model.inv_gain, torch.ones_like(model.gain))
+
+
+def test_residual_blocks_added_to_a_trained_synthesis_start_as_the_identity():
+    plain = small_model()
+    blocks = MeanScaleHyperprior(HyperpriorConfig(n=16, m=24, lambdas=(0.01, 0.05), synthesis_blocks=(3, 5)))
+    missing, unexpected = blocks.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("synthesis_blocks.") for k in missing)
+    y, level = torch.randn(1, 24, 3, 4), torch.tensor([0.5])
+    with torch.no_grad():
+        assert torch.equal(blocks.synthesis(y, level), plain.synthesis(y, level))
+        for b in blocks.synthesis_blocks.values():
+            b.conv2.weight.normal_(0, 0.1)
+        assert not torch.allclose(blocks.synthesis(y, level), plain.synthesis(y, level))
+
+
+def test_synthesis_blocks_that_reach_past_the_decoders_halo_are_refused():
+    assert MeanScaleHyperprior(HyperpriorConfig(n=8, m=8, synthesis_blocks=(1,))).synthesis_reach() == 46
+    for bad in ((0, 5), (6,), (-1,)):  # 30 + 16 + 4 pixels; the output layer; no such layer
+        try:
+            MeanScaleHyperprior(HyperpriorConfig(n=8, m=8, synthesis_blocks=bad))
+        except ValueError as e:
+            assert "synthesis_blocks" in str(e)
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -70,3 +70,24 @@ def test_grayscale_images_tile_too():
     out = codec.decode(enc.data, tile=2)
     assert out.mode == "L"
     np.testing.assert_array_equal(enc.reconstruction.pixels, out.pixels)
+
+
+def test_tiled_synthesis_with_far_reaching_residual_blocks_equals_one_piece():
+    from neurocodec.nets import build
+    from neurocodec.nets.hyperprior import HyperpriorConfig
+    from neurocodec.nets.inference import InferenceTransforms
+
+    torch.manual_seed(0)
+    net = build(HyperpriorConfig(n=8, m=12, lambdas=(0.01, 0.1), synthesis_blocks=(1,))).eval()
+    with torch.no_grad():
+        for b in net.synthesis_blocks.values():  # a block that starts at zero would reach nothing
+            b.conv2.weight.normal_(0, 0.5)
+    tf = InferenceTransforms(net, torch.device("cpu"))
+    y_hat, level = torch.randn(1, 12, 9, 10) * 4, torch.tensor([1.0])
+    with torch.no_grad():
+        whole = tf.synthesis(y_hat, level)
+        for sr, sc in tiling.grid(9, 10, 2, tiling.SYNTHESIS_HALO):
+            part = tf.synthesis(y_hat[:, :, sr.start:sr.stop, sc.start:sc.stop], level)
+            rows, cols = slice(sr.inner.start * 16, sr.inner.stop * 16), slice(sc.inner.start * 16, sc.inner.stop * 16)
+            kept = whole[:, :, sr.keep_start * 16:sr.keep_stop * 16, sc.keep_start * 16:sc.keep_stop * 16]
+            torch.testing.assert_close(part[:, :, rows, cols], kept, rtol=0, atol=1e-5)

@@ -119,3 +119,36 @@ def test_a_snapshot_without_step_or_card_is_refused_with_its_name(tmp_path):
     with pytest.raises(ValueError, match="loose.safetensors is neither"):
         trainable_state(path)
 
+
+
+def test_a_decoder_only_leg_adds_synthesis_blocks_and_trains_nothing_else(images, tmp_path):
+    """Residual blocks join a shipped g_s; with ``trainable`` the analysis and entropy side stay
+    bit for bit what shipped, so the new model writes the same bitstreams."""
+    from neurocodec.nets.hyperprior import HyperpriorConfig
+    from neurocodec.train.export import load_trained, trainable_state
+
+    model = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "model": model}))
+    run = tmp_path / "run"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "2"])
+    dest = tmp_path / "weights"
+    export_main([str(run), "--model-id", "tiny-parent", "--dest", str(dest)])
+    parent, _ = trainable_state(dest / "tiny-parent.safetensors")
+
+    leg = tmp_path / "leg.json"
+    leg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "lr": 1e-3,
+                               "trainable": ["g_s.", "synthesis_blocks."], "blocks_lr_scale": 10.0,
+                               "model": {**model, "synthesis_blocks": [3]}}))
+    child_run = tmp_path / "child"
+    train_main(["--config", str(leg), "--data", str(images), "--out", str(child_run), "--device", "cpu",
+                "--steps", "5", "--init", str(dest / "tiny-parent.safetensors")])
+    child, step = load_trained(child_run / "portable.safetensors", HyperpriorConfig(**model, synthesis_blocks=(3,)))
+    assert step == 5
+    state = child.state_dict()
+    for name, value in parent.items():
+        if name.startswith("z_density."):
+            continue
+        same = torch.equal(state[name], value.float())
+        assert same != name.startswith("g_s."), name  # g_s moved, nothing else did
+    assert any(k.startswith("synthesis_blocks.") and v.abs().sum() > 0 for k, v in state.items() if "conv2" in k)

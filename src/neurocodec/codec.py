@@ -48,7 +48,7 @@ def decode_memory_estimate(width: int, height: int, latent_channels: int, stride
     hp, wp = _padded_size(height, width, stride)
     if tiling.auto_tile(hp // 16, wp // 16) is None:
         return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * hp * wp
-    tile_pixels = ((tiling.TILE + 2 * tiling.HALO) * 16) ** 2
+    tile_pixels = ((tiling.TILE + 2 * tiling.SYNTHESIS_HALO) * 16) ** 2
     whole = 3 * hp * wp + DECODE_BYTES_PER_LATENT_TILED * latent_channels * (hp // 16) * (wp // 16)
     return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * tile_pixels + whole
 
@@ -186,7 +186,7 @@ def _synthesis(
     """g_s tile by tile, straight into the (h, w, 1 or 3) uint8 output; see ``tiling``."""
     rows, cols = y_hat.shape[2:]
     out = np.empty((h, w, 1 if mode == "L" else 3), dtype=np.uint8)
-    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols)):
+    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols), tiling.SYNTHESIS_HALO):
         r0, c0 = sr.keep_start * 16, sc.keep_start * 16
         r1, c1 = min(sr.keep_stop * 16, h), min(sc.keep_stop * 16, w)
         if r0 >= r1 or c0 >= c1:

@@ -122,7 +122,7 @@ def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], gr
         tau = max(TAU_START * math.exp(-3.0 * t / steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
-        x_hat = net.g_s(y_soft * inv_gain)[:, :, :h, :w]
+        x_hat = net.synthesis_transform(y_soft * inv_gain)[:, :, :h, :w]
         if grey:
             x_hat = x_hat.mean(dim=1, keepdim=True)  # what codec._to_pixels keeps of an L image
         cost = bits + lam * 255**2 * (x_hat - target).square().sum() / x_hat.shape[1]

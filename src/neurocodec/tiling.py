@@ -6,7 +6,8 @@ of the transforms, so a tiled result equals the untiled one up to float summatio
 file format does not change (the entropy model and the bitstream see the whole latent):
 
 * g_a (four 5x5 stride-2 convolutions) reaches 2 + 4 + 8 + 16 = 30 pixels < 2 latents;
-* g_s (four upsampling 3x3 sub-pixel convolutions) reaches 30 pixels < 2 latents;
+* g_s (four upsampling 3x3 sub-pixel convolutions) reaches 30 pixels, and with residual blocks
+  up to 47 (``MeanScaleHyperprior.synthesis_reach`` checks) < 3 latents;
 * h_s (two upsamplings and a 3x3 convolution) reaches 7 latents < 2 hyper-latents.
 
 A tile that touches the image border gets no halo on that side, so the convolutions' zero padding
@@ -35,7 +36,13 @@ HYPER_TILE = 32
 im2col buffers take about 200 MB at this size, and smaller tiles would spend more on the halo."""
 
 HALO = 2
-"""Grid cells of context on each side of a tile (see the module docstring for why 2 suffice)."""
+"""Grid cells of context on each side of a tile of g_a (see the module docstring for why 2 suffice)."""
+
+SYNTHESIS_HALO = 3
+"""The same for g_s, whose residual blocks reach further. g_a keeps its 2: the encoder's tiling
+decides its floats, so a wider one would change the bytes of large images that earlier versions
+wrote. The decoder's wider halo leaves old files' pixels as they were, up to float summation
+order: both halos exceed the old models' reach."""
 
 UNTILED_MAX = 96 * 96
 """Latent grids up to this many cells (about 2.4 megapixels) are coded in one piece."""

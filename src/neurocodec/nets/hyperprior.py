@@ -27,6 +27,7 @@ ACT_FRAC_BITS = 8
 ACT_MAX = 2.0**12 - 1  # keeps |w * a| * terms far below 2^53 on the 2^-20 grid
 WEIGHT_MAX = 8.0
 EXACT_SUM_LIMIT = 2**53  # float64 holds every integer below this exactly
+SYNTHESIS_REACH_LIMIT = 48  # pixels: tiling.SYNTHESIS_HALO latent cells of 16
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class HyperpriorConfig:
     context: str = "none"  # or "checkerboard" (nets.checkerboard)
     gain_interpolation: str = "linear"  # of y's gains between levels; "geometric" keeps gain * inv_gain steady
     entropy_width: int | None = None  # channels inside h_s and the context model; None: m
+    synthesis_blocks: tuple[int, ...] = ()  # g_s layer indices followed by a residual block
+
+    def __post_init__(self):  # from JSON, tuples arrive as lists
+        object.__setattr__(self, "lambdas", tuple(self.lambdas))
+        object.__setattr__(self, "synthesis_blocks", tuple(self.synthesis_blocks))
 
     @property
     def e(self) -> int:
@@ -77,6 +83,13 @@ class MeanScaleHyperprior(nn.Module):
             deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
             deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
         )
+        bad = [i for i in config.synthesis_blocks if not (0 <= i < len(self.g_s) - 1)]
+        if bad:
+            raise ValueError(f"synthesis_blocks {bad}: g_s has layers 0-{len(self.g_s) - 2} before its output")
+        self.synthesis_blocks = nn.ModuleDict({str(i): ResidualBlock(n) for i in config.synthesis_blocks})
+        if self.synthesis_reach() >= SYNTHESIS_REACH_LIMIT:
+            raise ValueError(f"synthesis_blocks {list(config.synthesis_blocks)} reach {self.synthesis_reach()} "
+                             f"pixels, more than the decoder's tiles allow ({SYNTHESIS_REACH_LIMIT - 1})")
         self.h_a = nn.Sequential(
             conv(m, n, 3, 1), nn.ReLU(), conv(n, n), nn.ReLU(), conv(n, n)
         )
@@ -126,7 +139,7 @@ class MeanScaleHyperprior(nn.Module):
         y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         y_lik = gaussian_likelihood(y_noisy, scales, means)
         y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
-        x_hat = self.g_s(y_hat * self.y_gain(self.inv_gain, level))
+        x_hat = self.synthesis(y_hat, level)
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
 
     def _y_parameters(self, y: Tensor, hyper: Tensor, use_context: bool = True) -> tuple[Tensor, Tensor]:
@@ -188,7 +201,44 @@ class MeanScaleHyperprior(nn.Module):
         return worst
 
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
-        return self.g_s(y_hat * self.y_gain(self.inv_gain, level))
+        """Dequantized y (gained domain) -> pixels."""
+        return self.synthesis_transform(y_hat * self.y_gain(self.inv_gain, level))
+
+    def synthesis_reach(self) -> int:
+        """How many pixels away g_s's output still depends on an input latent: 30 for the four
+        upsamplings (3x3 sub-pixel convolutions at 1/16, 1/8, 1/4 and 1/2 resolution reach 16 + 8
+        + 4 + 2), plus two cells of each residual block's resolution (layers 0-1 run at 1/8, 2-3 at
+        1/4, 4-5 at 1/2). ``tiling`` sizes the decoder's halo by it."""
+        return 30 + sum(2 * (8 >> (i // 2)) for i in self.config.synthesis_blocks)
+
+    def synthesis_transform(self, v: Tensor) -> Tensor:
+        """g_s with its residual blocks, on y divided by its gains."""
+        return run_synthesis(self.g_s, self.synthesis_blocks, v)
+
+
+class ResidualBlock(nn.Module):
+    """x + conv(relu(conv(x))), 3x3 convolutions; the second starts at zero, so a block added to a
+    trained g_s leaves its output unchanged until training teaches it something. Extra synthesis
+    capacity where it is cheap: a block at 1/4 resolution costs about a tenth of g_s's time."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.conv2(torch.relu(self.conv1(x)))
+
+
+def run_synthesis(g_s: nn.Sequential, blocks: nn.ModuleDict, v: Tensor) -> Tensor:
+    """``g_s``'s layers in order, each ``blocks[str(i)]`` right after layer i."""
+    for i, layer in enumerate(g_s):
+        v = layer(v)
+        if str(i) in blocks:
+            v = blocks[str(i)](v)
+    return v
 
 
 def fixed_point_layer(layer: nn.Module, weight: Tensor | None = None) -> tuple[nn.Module, Tensor, Tensor]:

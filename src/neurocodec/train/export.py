@@ -32,6 +32,14 @@ ARCHITECTURES = {
 }
 
 
+def architecture(config: HyperpriorConfig) -> str:
+    """The model card's one-line description of a photo network."""
+    text = ARCHITECTURES[config.context]
+    if config.synthesis_blocks:
+        text += f"; {len(config.synthesis_blocks)} residual block(s) in g_s after layer(s) {list(config.synthesis_blocks)}"
+    return text
+
+
 def load_trained(path: Path, config: HyperpriorConfig) -> tuple[MeanScaleHyperprior, int]:
     """A model from a ``portable.safetensors`` snapshot or a ``ckpt.pt`` checkpoint, and its step."""
     model = build(config)
@@ -212,11 +220,12 @@ def main(argv: list[str] | None = None) -> None:
             if "holdout" in rec:
                 holdout = rec
     write_card(args.dest, args.model_id, sha, {
-        "architecture": ARCHITECTURES[model.config.context],
+        "architecture": architecture(model.config),
         "config": asdict(model.config),
         "training": {
             "data": f"{Path(cfg.data).name}, every {cfg.holdout_every}th file (sorted by name) held out",
             "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "decay_at": cfg.decay_at,
+            **({"trainable": cfg.trainable, "blocks_lr_scale": cfg.blocks_lr_scale} if cfg.trainable else {}),
             "loss": "bpp + lambda * 255^2 * MSE, one lambda level drawn per sample",
             "history": args.note,
         },

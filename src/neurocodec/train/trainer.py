@@ -36,13 +36,14 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True  # bfloat16 autocast for the transforms on CUDA (ignored on the CPU)
     context_lr_scale: float = 1.0  # learning-rate multiplier for a context model's own layers
+    blocks_lr_scale: float = 1.0  # the same for g_s's residual blocks
+    trainable: list[str] | None = None  # parameter-name prefixes to train; None: all
     holdout_every: int = 16
     log_every: int = 200
     model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
 
     def model_config(self) -> HyperpriorConfig:
         m = dict(self.model)
-        m["lambdas"] = tuple(m["lambdas"])
         return HyperpriorConfig(**m)
 
 
@@ -118,10 +119,18 @@ def train(
     torch.manual_seed(cfg.seed)
 
     model = build(cfg.model_config()).to(dev)
-    own = {n for n, _ in model.named_parameters() if n.startswith(("context.", "ep."))}
-    groups = [{"params": [p for n, p in model.named_parameters() if n not in own], "scale": 1.0}]
-    if own:  # new layers on top of a trained hyperprior catch up faster with a larger step
-        groups.append({"params": [p for n, p in model.named_parameters() if n in own], "scale": cfg.context_lr_scale})
+    if cfg.trainable is not None:  # the rest is frozen: no gradient, no backward pass through it
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.startswith(tuple(cfg.trainable)))
+    # New layers on top of a trained network catch up faster with a larger step: one group each
+    # for the base network, a context model's layers and g_s's residual blocks (in this order).
+    kinds = {"context.": "context", "ep.": "context", "synthesis_blocks.": "blocks"}
+    scale = {"base": 1.0, "context": cfg.context_lr_scale, "blocks": cfg.blocks_lr_scale}
+    members: dict[str, list] = {"base": [], "context": [], "blocks": []}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            members[next((v for k, v in kinds.items() if n.startswith(k)), "base")].append(p)
+    groups = [{"params": ps, "scale": scale[kind]} for kind, ps in members.items() if ps]
     opt = torch.optim.Adam(groups, lr=cfg.lr)
     step = 0
     if ckpt_path.exists():
@@ -137,8 +146,8 @@ def train(
 
         init_state, step = trainable_state(Path(init))
         missing, unexpected = model.load_state_dict(init_state, strict=False)
-        # A context model may start from a plain hyperprior: only its context layers are new.
-        if unexpected or any(not k.startswith(("context.", "ep.")) for k in missing):
+        # A context model may start from a plain hyperprior, blocks may join a trained g_s.
+        if unexpected or any(not k.startswith(("context.", "ep.", "synthesis_blocks.")) for k in missing):
             raise ValueError(f"{init} does not fit this model: missing {missing}, unexpected {unexpected}")
         torch.manual_seed(cfg.seed + step)
 
@@ -172,7 +181,7 @@ def train(
         loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.clip)
         opt.step()
         step += 1
         count += 1
