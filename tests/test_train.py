@@ -77,20 +77,30 @@ def test_tampered_weights_are_refused(images, tmp_path, monkeypatch):
         zoo.load.cache_clear()
 
 
+TINY_CHECKERBOARD = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
+
+
+def _train_and_ship(images, tmp_path, *, steps, model_id):
+    """Train TINY_CHECKERBOARD for ``steps`` and export it; returns (config, run, weights)."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
+                               "model": TINY_CHECKERBOARD}))
+    run = tmp_path / "run"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu",
+                "--steps", str(steps)])
+    dest = tmp_path / "weights"
+    export_main([str(run), "--model-id", model_id, "--dest", str(dest)])
+    return cfg, run, dest / f"{model_id}.safetensors"
+
+
 def test_training_resumes_from_shipped_weights_at_their_step_with_their_parameters(images, tmp_path):
     """A run's own snapshot may be gone (fresh machines): training can restart from what shipped."""
     from neurocodec.nets import build
     from neurocodec.nets.hyperprior import HyperpriorConfig
     from neurocodec.train.export import load_trained, trainable_state
 
-    model = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "model": model}))
-    run = tmp_path / "run"
-    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "3"])
-    dest = tmp_path / "weights"
-    export_main([str(run), "--model-id", "tiny-shipped", "--dest", str(dest)])
-    shipped = dest / "tiny-shipped.safetensors"
+    model = TINY_CHECKERBOARD
+    cfg, run, shipped = _train_and_ship(images, tmp_path, steps=3, model_id="tiny-shipped")
 
     state, step = trainable_state(shipped)
     assert step == 3 and not any(k.startswith("tables.") for k in state)
@@ -120,21 +130,15 @@ def test_a_snapshot_without_step_or_card_is_refused_with_its_name(tmp_path):
         trainable_state(path)
 
 
-
 def test_a_decoder_only_leg_adds_synthesis_blocks_and_trains_nothing_else(images, tmp_path):
     """Residual blocks join a shipped g_s; with ``trainable`` the analysis and entropy side stay
     bit for bit what shipped, so the new model writes the same bitstreams."""
     from neurocodec.nets.hyperprior import HyperpriorConfig
     from neurocodec.train.export import load_trained, trainable_state
 
-    model = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "model": model}))
-    run = tmp_path / "run"
-    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "2"])
-    dest = tmp_path / "weights"
-    export_main([str(run), "--model-id", "tiny-parent", "--dest", str(dest)])
-    parent, _ = trainable_state(dest / "tiny-parent.safetensors")
+    model = TINY_CHECKERBOARD
+    _, _, shipped = _train_and_ship(images, tmp_path, steps=2, model_id="tiny-parent")
+    parent, _ = trainable_state(shipped)
 
     leg = tmp_path / "leg.json"
     leg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "lr": 1e-3,
@@ -142,7 +146,7 @@ def test_a_decoder_only_leg_adds_synthesis_blocks_and_trains_nothing_else(images
                                "model": {**model, "synthesis_blocks": [3]}}))
     child_run = tmp_path / "child"
     train_main(["--config", str(leg), "--data", str(images), "--out", str(child_run), "--device", "cpu",
-                "--steps", "5", "--init", str(dest / "tiny-parent.safetensors")])
+                "--steps", "5", "--init", str(shipped)])
     child, step = load_trained(child_run / "portable.safetensors", HyperpriorConfig(**model, synthesis_blocks=(3,)))
     assert step == 5
     state = child.state_dict()
