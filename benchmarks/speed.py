@@ -235,6 +235,7 @@ def seams(files: list[Path], tile: int) -> dict:
         max_pixel = max(max_pixel, int(np.abs(a.astype(int) - b.astype(int)).max()))
         identical += tiled.data == whole.data
     return {"images": len(files), "quality": QUALITY, "tile_latents": tile, "halo_latents": tiling.HALO,
+            "synthesis_halo_latents": tiling.SYNTHESIS_HALO,
             "psnr_delta_db": {"max_abs": max(map(abs, psnr)), "mean": statistics.mean(psnr)},
             "bpp_delta": {"max_abs": max(map(abs, bpp)), "mean": statistics.mean(bpp)},
             "max_abs_pixel_difference": max_pixel, "identical_files": identical}
@@ -279,7 +280,8 @@ def table(result: dict) -> str:
                   f"({_ms(statistics.median(bare['g_s_trained_module']))})."]
     s = result.get("seams")
     if s:
-        lines += ["", f"Seams: tiled ({s['tile_latents']}-latent tiles, {s['halo_latents']}-latent halo) minus untiled "
+        lines += ["", f"Seams: tiled ({s['tile_latents']}-latent tiles; halo {s['halo_latents']} latents for g_a, "
+                  f"{s.get('synthesis_halo_latents', s['halo_latents'])} for g_s) minus untiled "
                   f"PSNR on {s['images']} Kodak images at quality {s['quality']}: at most "
                   f"{s['psnr_delta_db']['max_abs']:.4f} dB (mean {s['psnr_delta_db']['mean']:+.5f} dB); bpp differs by "
                   f"at most {s['bpp_delta']['max_abs']:.5f}; {s['identical_files']}/{s['images']} files byte-identical, "

@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from neurocodec.nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
+from neurocodec.nets.hyperprior import SYNTHESIS_REACH_LIMIT, HyperpriorConfig, MeanScaleHyperprior
 from neurocodec.nets.layers import GDN
 from neurocodec.nets.priors import FactorizedDensity
 
@@ -123,7 +123,9 @@ def test_residual_blocks_added_to_a_trained_synthesis_start_as_the_identity():
 
 def test_synthesis_blocks_that_reach_past_the_decoders_halo_are_refused():
     assert MeanScaleHyperprior(HyperpriorConfig(n=8, m=8, synthesis_blocks=(1,))).synthesis_reach() == 46
-    for bad in ((0, 5), (6,), (-1,)):  # 30 + 16 + 4 pixels; the output layer; no such layer
+    every = (0, 1, 2, 3, 4, 5)  # 30 + 2 * (16 + 8 + 4) pixels
+    assert 30 + 2 * (16 + 8 + 4) >= SYNTHESIS_REACH_LIMIT
+    for bad in (every, (6,), (-1,)):  # past the halo; the output layer; no such layer
         try:
             MeanScaleHyperprior(HyperpriorConfig(n=8, m=8, synthesis_blocks=bad))
         except ValueError as e:

@@ -7,7 +7,8 @@ file format does not change (the entropy model and the bitstream see the whole l
 
 * g_a (four 5x5 stride-2 convolutions) reaches 2 + 4 + 8 + 16 = 30 pixels < 2 latents;
 * g_s (four upsampling 3x3 sub-pixel convolutions) reaches 30 pixels, and with residual blocks
-  up to 47 (``MeanScaleHyperprior.synthesis_reach`` checks) < 3 latents;
+  further (``MeanScaleHyperprior.synthesis_reach``), which models refuse beyond ``SYNTHESIS_HALO``
+  latents;
 * h_s (two upsamplings and a 3x3 convolution) reaches 7 latents < 2 hyper-latents.
 
 A tile that touches the image border gets no halo on that side, so the convolutions' zero padding

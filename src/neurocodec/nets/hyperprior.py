@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..tiling import SYNTHESIS_HALO
 from .layers import GDN, conv, deconv
 from .priors import FactorizedDensity, gaussian_likelihood
 
@@ -27,7 +28,7 @@ ACT_FRAC_BITS = 8
 ACT_MAX = 2.0**12 - 1  # keeps |w * a| * terms far below 2^53 on the 2^-20 grid
 WEIGHT_MAX = 8.0
 EXACT_SUM_LIMIT = 2**53  # float64 holds every integer below this exactly
-SYNTHESIS_REACH_LIMIT = 48  # pixels: tiling.SYNTHESIS_HALO latent cells of 16
+SYNTHESIS_REACH_LIMIT = 16 * SYNTHESIS_HALO  # pixels: the decoder's tile halo, in latent cells of 16
 
 
 @dataclass(frozen=True)
