@@ -39,7 +39,7 @@ im2col buffers take about 200 MB at this size, and smaller tiles would spend mor
 HALO = 2
 """Grid cells of context on each side of a tile of g_a (see the module docstring for why 2 suffice)."""
 
-SYNTHESIS_HALO = 3
+SYNTHESIS_HALO = 5
 """The same for g_s, whose residual blocks reach further. g_a keeps its 2: the encoder's tiling
 decides its floats, so a wider one would change the bytes of large images that earlier versions
 wrote. The decoder's wider halo leaves old files' pixels as they were, up to float summation
