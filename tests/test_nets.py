@@ -132,3 +132,31 @@ def test_synthesis_blocks_that_reach_past_the_decoders_halo_are_refused():
             assert "synthesis_blocks" in str(e)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+def test_straight_through_rate_prices_exactly_the_rounded_latents_the_estimate_codes():
+    """With ``rate_rounding="straight-through"`` the training rate is the estimate's hard-rounded
+    rate (no noise), for the plain hyperprior and the checkerboard alike; ``"noise"`` is not."""
+    from neurocodec.nets.checkerboard import CheckerboardHyperprior
+
+    x, level = torch.rand(1, 3, 64, 64), torch.tensor([1.0])
+    for model in (small_model(), CheckerboardHyperprior(HyperpriorConfig(n=16, m=24, lambdas=(0.01, 0.05),
+                                                                         context="checkerboard")).eval()):
+        with torch.no_grad():
+            est_bits, est_x = model.estimate(x, level)
+
+            def bits(out):
+                return -(out["y_likelihood"].log2().sum() + out["z_likelihood"].log2().sum())
+
+            ste = model(x, level, rate_rounding="straight-through")
+            noisy = model(x, level)
+        assert torch.allclose(bits(ste), est_bits[0], rtol=1e-5)
+        assert torch.allclose(ste["x_hat"], est_x, atol=1e-6)
+        assert not torch.allclose(bits(noisy), est_bits[0], rtol=1e-5)
+
+
+def test_an_unknown_rate_rounding_is_refused_by_name():
+    import pytest
+
+    with pytest.raises(ValueError, match="rate_rounding"):
+        small_model()(torch.rand(1, 3, 64, 64), torch.tensor([0.0]), rate_rounding="round")

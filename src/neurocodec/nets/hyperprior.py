@@ -128,18 +128,27 @@ class MeanScaleHyperprior(nn.Module):
         return self.interpolate(table, level)
 
     # ----- training ----------------------------------------------------------------------
-    def forward(self, x: Tensor, level: Tensor) -> dict[str, Tensor]:
-        """Noisy-quantization forward pass for training; ``level`` holds one level per sample."""
+    def forward(self, x: Tensor, level: Tensor, rate_rounding: str = "noise") -> dict[str, Tensor]:
+        """Training forward pass; ``level`` holds one level per sample. The synthesis always sees
+        y rounded around its means (straight-through). The rate is priced on uniformly noisy
+        latents (``"noise"``, Ballé et al.: smooth, what the entropy model needs to learn), or on
+        the rounded latents the codec codes (``"straight-through"``: the exact rate for a frozen
+        entropy model, so a leg that trains only the analysis side optimizes the true cost)."""
+        if rate_rounding not in ("noise", "straight-through"):
+            raise ValueError(f"rate_rounding must be 'noise' or 'straight-through', got {rate_rounding!r}")
         y = self.g_a(x) * self.y_gain(self.gain, level)
         z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
-        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
         z_round = z + (torch.round(z) - z).detach()
-        z_lik = self.z_density.likelihood(z_noisy)
         hyper = self.h_s(z_round * self.interpolate(self.inv_hyper_gain, level))
         scales, means = self._y_parameters(y, hyper)
-        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_lik = gaussian_likelihood(y_noisy, scales, means)
         y_hat = means + (torch.round(y - means) - (y - means)).detach() + (y - means)
+        if rate_rounding == "noise":
+            z_priced = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            y_priced = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            z_priced, y_priced = z_round, y_hat
+        z_lik = self.z_density.likelihood(z_priced)
+        y_lik = gaussian_likelihood(y_priced, scales, means)
         x_hat = self.synthesis(y_hat, level)
         return {"x_hat": x_hat, "y_likelihood": y_lik, "z_likelihood": z_lik}
 

@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
             "data": f"{Path(cfg.data).name}, every {cfg.holdout_every}th file (sorted by name) held out",
             "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "decay_at": cfg.decay_at,
             **({"trainable": cfg.trainable, "blocks_lr_scale": cfg.blocks_lr_scale} if cfg.trainable else {}),
+            **({"rate_rounding": cfg.rate_rounding} if cfg.rate_rounding != "noise" else {}),
             "loss": "bpp + lambda * 255^2 * MSE, one lambda level drawn per sample",
             "history": args.note,
         },

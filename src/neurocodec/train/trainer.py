@@ -38,6 +38,7 @@ class TrainConfig:
     context_lr_scale: float = 1.0  # learning-rate multiplier for a context model's own layers
     blocks_lr_scale: float = 1.0  # the same for g_s's residual blocks
     trainable: list[str] | None = None  # parameter-name prefixes to train; None: all
+    rate_rounding: str = "noise"  # or "straight-through": price the rounded latents (MeanScaleHyperprior.forward)
     holdout_every: int = 16
     log_every: int = 200
     model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
@@ -48,11 +49,11 @@ class TrainConfig:
 
 
 def rd_loss(model: MeanScaleHyperprior, x: torch.Tensor, level: torch.Tensor, lambdas: torch.Tensor,
-            amp: bool = False):
+            amp: bool = False, rate_rounding: str = "noise"):
     """Per-batch R + lambda D; with ``amp`` the forward pass runs under CUDA bfloat16 autocast and
     the rate and distortion are summed in float32 (bfloat16 sums of log-likelihoods lose bits)."""
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-        out = model(x, level)
+        out = model(x, level, rate_rounding)
     out = {k: v.float() for k, v in out.items()}
     pixels = x.shape[2] * x.shape[3]
     bits = -(torch.log2(out["y_likelihood"]).sum((1, 2, 3)) + torch.log2(out["z_likelihood"]).sum((1, 2, 3)))
@@ -178,7 +179,8 @@ def train(
             g["lr"] = lr * g.get("scale", 1.0)  # checkpoints from before the groups had no scale
         x = sampler.sample(cfg.batch)
         level = torch.randint(levels, (cfg.batch,), device=dev).float()
-        loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda")
+        loss, bpp, mse = rd_loss(model, x, level, lambdas, amp=cfg.amp and dev.type == "cuda",
+                                 rate_rounding=cfg.rate_rounding)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], cfg.clip)
