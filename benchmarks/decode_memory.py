@@ -5,8 +5,8 @@
 Linux only. Each size is measured in fresh processes (memory freed by earlier work would hide
 part of the peak): encode one synthetic photo-like image, reset the peak resident size
 (``/proc/self/clear_refs``), decode, and report (VmHWM - RSS before) against the codec's estimate.
-The peak varies from process to process (at 2048x2048, nine runs of the same code gave
-0.55-0.87 GB with two models of the same network; the cause was not traced), so every size
+The peak varies from process to process (at 2048x2048, twelve runs of the same code gave
+0.47-0.87 GB with three models; the cause was not traced), so every size
 runs ``--repeats`` times and ``peak_bytes`` is the largest, the one the estimate must cover; each
 run's peak is kept in ``peak_bytes_runs``. Writes ``benchmarks/results/decode_memory.json``.
 """
