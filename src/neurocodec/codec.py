@@ -88,7 +88,7 @@ def _analysis(tf: InferenceTransforms, color: np.ndarray, level: torch.Tensor, t
     hp, wp = _padded_size(color.shape[0], color.shape[1], tf.net.STRIDE)
     rows, cols = hp // 16, wp // 16
     y = torch.empty(1, tf.net.config.m, rows, cols)
-    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols), tf.net.analysis_halo()):
+    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols)):
         y_tile = tf.analysis(tiling.pixel_tile(color, sr, sc), level)
         y[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner].cpu()
     return y

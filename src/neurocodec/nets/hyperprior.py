@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..tiling import HALO, SYNTHESIS_HALO
+from ..tiling import SYNTHESIS_HALO
 from .layers import GDN, conv, deconv
 from .priors import FactorizedDensity, gaussian_likelihood
 
@@ -40,12 +40,10 @@ class HyperpriorConfig:
     gain_interpolation: str = "linear"  # of y's gains between levels; "geometric" keeps gain * inv_gain steady
     entropy_width: int | None = None  # channels inside h_s and the context model; None: m
     synthesis_blocks: tuple[int, ...] = ()  # g_s layer indices followed by a residual block
-    analysis_blocks: tuple[int, ...] = ()  # the same for g_a (encoder only: files stay decodable alike)
 
     def __post_init__(self):  # from JSON, tuples arrive as lists
         object.__setattr__(self, "lambdas", tuple(self.lambdas))
         object.__setattr__(self, "synthesis_blocks", tuple(self.synthesis_blocks))
-        object.__setattr__(self, "analysis_blocks", tuple(self.analysis_blocks))
 
     @property
     def e(self) -> int:
@@ -86,12 +84,10 @@ class MeanScaleHyperprior(nn.Module):
             deconv(m, n), GDN(n, inverse=True), deconv(n, n), GDN(n, inverse=True),
             deconv(n, n), GDN(n, inverse=True), deconv(n, 3),
         )
-        for name, where, layers in (("synthesis_blocks", "g_s", self.g_s), ("analysis_blocks", "g_a", self.g_a)):
-            bad = [i for i in getattr(config, name) if not (0 <= i < len(layers) - 1)]
-            if bad:
-                raise ValueError(f"{name} {bad}: {where} has layers 0-{len(layers) - 2} before its output")
+        bad = [i for i in config.synthesis_blocks if not (0 <= i < len(self.g_s) - 1)]
+        if bad:
+            raise ValueError(f"synthesis_blocks {bad}: g_s has layers 0-{len(self.g_s) - 2} before its output")
         self.synthesis_blocks = nn.ModuleDict({str(i): ResidualBlock(n) for i in config.synthesis_blocks})
-        self.analysis_blocks = nn.ModuleDict({str(i): ResidualBlock(n) for i in config.analysis_blocks})
         if self.synthesis_reach() >= SYNTHESIS_REACH_LIMIT:
             raise ValueError(f"synthesis_blocks {list(config.synthesis_blocks)} reach {self.synthesis_reach()} "
                              f"pixels, more than the decoder's tiles allow ({SYNTHESIS_REACH_LIMIT - 1})")
@@ -142,7 +138,7 @@ class MeanScaleHyperprior(nn.Module):
         noise -0.05 %: docs/training.md)."""
         if rate_rounding not in ("noise", "straight-through"):
             raise ValueError(f"rate_rounding must be 'noise' or 'straight-through', got {rate_rounding!r}")
-        y = self.analysis_transform(x) * self.y_gain(self.gain, level)
+        y = self.g_a(x) * self.y_gain(self.gain, level)
         z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
         z_round = z + (torch.round(z) - z).detach()
         hyper = self.h_s(z_round * self.interpolate(self.inv_hyper_gain, level))
@@ -178,7 +174,7 @@ class MeanScaleHyperprior(nn.Module):
     # ----- coding-time pieces (used by neurocodec.codec) ---------------------------------
     def analysis(self, x: Tensor, level: Tensor) -> tuple[Tensor, Tensor]:
         """Image in [0, 1] -> (gained y, rounded z as integers in float)."""
-        y = self.analysis_transform(x) * self.y_gain(self.gain, level)
+        y = self.g_a(x) * self.y_gain(self.gain, level)
         z = self.h_a(y) * self.interpolate(self.hyper_gain, level)
         return y, torch.round(z)
 
@@ -229,23 +225,7 @@ class MeanScaleHyperprior(nn.Module):
 
     def synthesis_transform(self, v: Tensor) -> Tensor:
         """g_s with its residual blocks, on y divided by its gains."""
-        return run_with_blocks(self.g_s, self.synthesis_blocks, v)
-
-    def analysis_transform(self, x: Tensor) -> Tensor:
-        """g_a with its residual blocks: pixels -> y before its gains."""
-        return run_with_blocks(self.g_a, self.analysis_blocks, x)
-
-    def analysis_reach(self) -> int:
-        """How many pixels away y still depends on a pixel: 30 for g_a's four 5x5 stride-2
-        convolutions (2 + 4 + 8 + 16), plus two cells of each residual block's resolution (layers
-        0-1 run at 1/2, 2-3 at 1/4, 4-5 at 1/8)."""
-        return 30 + sum(2 * (2 << (i // 2)) for i in self.config.analysis_blocks)
-
-    def analysis_halo(self) -> int:
-        """Latent cells of halo the encoder's g_a tiles need: ``tiling.HALO`` (2) unless blocks
-        reach 32 pixels or more. Models without analysis blocks keep 2, so the bytes earlier
-        versions wrote for large images stay the same."""
-        return max(HALO, self.analysis_reach() // 16 + 1)
+        return run_synthesis(self.g_s, self.synthesis_blocks, v)
 
 
 class ResidualBlock(nn.Module):
@@ -264,9 +244,9 @@ class ResidualBlock(nn.Module):
         return x + self.conv2(torch.relu(self.conv1(x)))
 
 
-def run_with_blocks(layers: nn.Sequential, blocks: nn.ModuleDict, v: Tensor) -> Tensor:
-    """``layers`` (g_s or g_a) in order, each ``blocks[str(i)]`` right after layer i."""
-    for i, layer in enumerate(layers):
+def run_synthesis(g_s: nn.Sequential, blocks: nn.ModuleDict, v: Tensor) -> Tensor:
+    """``g_s``'s layers in order, each ``blocks[str(i)]`` right after layer i."""
+    for i, layer in enumerate(g_s):
         v = layer(v)
         if str(i) in blocks:
             v = blocks[str(i)](v)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .hyperprior import MeanScaleHyperprior, run_with_blocks
+from .hyperprior import MeanScaleHyperprior, run_synthesis
 from .layers import GDN
 
 # Kernel index of a 5-tap, stride-2 transposed convolution that feeds output phase r from input
@@ -97,8 +97,7 @@ class InferenceTransforms:
         self.h_a = nn.Sequential(*map(_frozen, net.h_a))
         self.g_s = nn.Sequential(*map(_frozen, net.g_s))
         self.blocks = nn.ModuleDict({k: copy.deepcopy(b) for k, b in net.synthesis_blocks.items()})
-        self.analysis_blocks = nn.ModuleDict({k: copy.deepcopy(b) for k, b in net.analysis_blocks.items()})
-        for module in (self.g_a, self.h_a, self.g_s, self.blocks, self.analysis_blocks):
+        for module in (self.g_a, self.h_a, self.g_s, self.blocks):
             module.to(device=device, memory_format=torch.channels_last).eval().requires_grad_(False)
 
     def _gain(self, table: Tensor, level: Tensor) -> Tensor:
@@ -110,7 +109,7 @@ class InferenceTransforms:
     def analysis(self, x: Tensor, level: Tensor) -> Tensor:
         """Pixels in [0, 1], (1, 3, H, W) -> gained latent y, (1, M, H/16, W/16), on the device."""
         x = x.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return run_with_blocks(self.g_a, self.analysis_blocks, x) * self._y_gain(self.net.gain, level)
+        return self.g_a(x) * self._y_gain(self.net.gain, level)
 
     def hyper_analysis(self, y: Tensor, level: Tensor) -> Tensor:
         """Gained y -> rounded hyper-latent z (integers stored as floats), on the device."""
@@ -120,7 +119,7 @@ class InferenceTransforms:
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
         y_hat = y_hat.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return run_with_blocks(self.g_s, self.blocks, y_hat * self._y_gain(self.net.inv_gain, level))
+        return run_synthesis(self.g_s, self.blocks, y_hat * self._y_gain(self.net.inv_gain, level))
 
 
 @functools.lru_cache(maxsize=8)

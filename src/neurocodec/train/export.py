@@ -37,8 +37,6 @@ def architecture(config: HyperpriorConfig) -> str:
     text = ARCHITECTURES[config.context]
     if config.synthesis_blocks:
         text += f"; {len(config.synthesis_blocks)} residual block(s) in g_s after layer(s) {list(config.synthesis_blocks)}"
-    if config.analysis_blocks:
-        text += f"; {len(config.analysis_blocks)} residual block(s) in g_a after layer(s) {list(config.analysis_blocks)}"
     return text
 
 

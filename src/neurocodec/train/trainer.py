@@ -124,8 +124,8 @@ def train(
         for n, p in model.named_parameters():
             p.requires_grad_(n.startswith(tuple(cfg.trainable)))
     # New layers on top of a trained network catch up faster with a larger step: one group each
-    # for the base network, a context model's layers and the residual blocks (in this order).
-    kinds = {"context.": "context", "ep.": "context", "synthesis_blocks.": "blocks", "analysis_blocks.": "blocks"}
+    # for the base network, a context model's layers and g_s's residual blocks (in this order).
+    kinds = {"context.": "context", "ep.": "context", "synthesis_blocks.": "blocks"}
     scale = {"base": 1.0, "context": cfg.context_lr_scale, "blocks": cfg.blocks_lr_scale}
     members: dict[str, list] = {"base": [], "context": [], "blocks": []}
     for n, p in model.named_parameters():
@@ -148,7 +148,7 @@ def train(
         init_state, step = trainable_state(Path(init))
         missing, unexpected = model.load_state_dict(init_state, strict=False)
         # A context model may start from a plain hyperprior, blocks may join a trained g_s.
-        if unexpected or any(not k.startswith(("context.", "ep.", "synthesis_blocks.", "analysis_blocks.")) for k in missing):
+        if unexpected or any(not k.startswith(("context.", "ep.", "synthesis_blocks.")) for k in missing):
             raise ValueError(f"{init} does not fit this model: missing {missing}, unexpected {unexpected}")
         torch.manual_seed(cfg.seed + step)
 
