@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from neurocodec import zoo  # noqa: E402
 from neurocodec.nets.priors import gaussian_likelihood  # noqa: E402
-from neurocodec.train.data import image_files, load_rgb, split  # noqa: E402
+from neurocodec.train.data import evaluation_images, image_files, split  # noqa: E402
 from provenance import git_revision  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
@@ -91,11 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = zoo.load(args.model)
     files = split(image_files(args.dir), args.held_out)[1][: args.images]
-    images = []
-    for f in files:
-        x = load_rgb(f).float().div(255).unsqueeze(0)
-        h, w = (x.shape[2] // 64) * 64, (x.shape[3] // 64) * 64
-        images.append(x[:, :, :h, :w])
+    images = evaluation_images(files)
     start = time.perf_counter()
     rows = ceiling(model, images)
     result = {

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from neurocodec import zoo  # noqa: E402
 from neurocodec.nets.checkerboard import anchor_mask  # noqa: E402
 from neurocodec.nets.priors import gaussian_likelihood  # noqa: E402
-from neurocodec.train.data import CropSampler, image_files, load_rgb, split  # noqa: E402
+from neurocodec.train.data import CropSampler, evaluation_images, image_files, split  # noqa: E402
 from provenance import git_revision  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
@@ -138,10 +138,7 @@ def main() -> None:
     net = model.net.float().eval().requires_grad_(False)
     train_files, held = split(image_files(args.data), args.held_out)
     sampler = CropSampler(train_files, 256, torch.device("cpu"), seed=args.seed + 5)
-    held_x = []
-    for f in held[:12]:
-        x = load_rgb(f).float().div(255).unsqueeze(0)
-        held_x.append(x[:, :, : x.shape[2] // 64 * 64, : x.shape[3] // 64 * 64])
+    held_x = evaluation_images(held[:12])
     pixels = sum(x.shape[2] * x.shape[3] for x in held_x)
     with torch.no_grad():
         held_y = [net.g_a(x) for x in held_x]

@@ -33,6 +33,17 @@ def split(files: list[Path], holdout_every: int) -> tuple[list[Path], list[Path]
     return train, held
 
 
+def evaluation_images(files: list[Path], device: torch.device | str = "cpu") -> list[torch.Tensor]:
+    """Each file as a (1, 3, h, w) float tensor in [0, 1], cropped to a multiple of 64 (the
+    model's stride) from the top left: how held-out photos are scored by the trainer and the
+    benchmarks that repeat its estimate."""
+    images = []
+    for f in files:
+        x = load_rgb(f).float().div(255).unsqueeze(0).to(device)
+        images.append(x[:, :, : x.shape[2] // 64 * 64, : x.shape[3] // 64 * 64])
+    return images
+
+
 def load_rgb(path: Path) -> torch.Tensor:
     with Image.open(path) as im:
         arr = np.asarray(im.convert("RGB"), dtype=np.uint8)

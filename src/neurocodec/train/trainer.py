@@ -20,7 +20,7 @@ import torch
 
 from ..nets import build
 from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
-from .data import CropSampler, image_files, load_rgb, split
+from .data import CropSampler, evaluation_images, image_files, split
 
 
 @dataclass
@@ -68,11 +68,7 @@ def evaluate(model: MeanScaleHyperprior, files: list[Path], device: torch.device
              use_context: bool = True):
     """Estimated bpp (from likelihoods of rounded latents) and PSNR per level on held-out images."""
     model.eval()
-    images = []
-    for f in files[:max_images]:  # decoded once, used at every level
-        x = load_rgb(f).float().div(255).unsqueeze(0).to(device)
-        h, w = (x.shape[2] // 64) * 64, (x.shape[3] // 64) * 64
-        images.append(x[:, :, :h, :w])
+    images = evaluation_images(files[:max_images], device)  # decoded once, used at every level
     results = []
     for lvl in range(model.config.levels):
         bpps, psnrs = [], []
