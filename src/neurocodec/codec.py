@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Callable, Literal, Union
+from typing import Callable, Literal, Protocol, Union
 
 import numpy as np
 import torch
@@ -20,7 +20,9 @@ from .container import Limits, NacFile, Stream
 from .errors import NacFormatError, NacModelError
 from .io import Picture
 from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
-from .nets.inference import InferenceTransforms, default_device, fixed_point_context, fixed_point_h_s, transforms
+from .nets.inference import (
+    InferenceTransforms, default_device, fixed_point_context, fixed_point_h_s, fixed_point_slices, transforms,
+)
 from .zoo import Model, PhotoModel, load
 
 RATE_SCALE = 256
@@ -121,21 +123,40 @@ _HALVES = ((Stream.Y, Stream.Y_ESCAPES), (Stream.Y_CONTEXT, Stream.Y_CONTEXT_ESC
 """Stream kinds of a checkerboard model's anchors, then of the other half."""
 
 
+class _HalfCoder(Protocol):
+    """Codes (or reads) one checkerboard half's streams, one channel slice after another."""
+
+    def code(self, channels: slice, half: torch.Tensor, index: np.ndarray, mu: torch.Tensor) -> torch.Tensor:
+        """The residuals of ``channels`` at the ``half`` positions (means ``mu``, scale ``index``)."""
+
+    def close(self) -> None:
+        """After the half's last slice."""
+
+
 def _checkerboard_passes(
-    model: PhotoModel, scales: torch.Tensor, means: torch.Tensor,
-    code: Callable[[torch.Tensor, tuple[Stream, Stream], np.ndarray, torch.Tensor], torch.Tensor],
+    model: PhotoModel, scales: torch.Tensor, means: torch.Tensor, open_half: Callable[[tuple[Stream, Stream]], _HalfCoder],
 ) -> torch.Tensor:
-    """The two passes a checkerboard model's encoder and decoder share: anchors, then the rest
-    with parameters that see the anchors. ``code(half, kinds, scale_index, means)`` codes (or
-    reads) one half's residuals; returns y_hat in float64, the same on both sides."""
+    """The passes a checkerboard model's encoder and decoder share: anchors, then the rest with
+    parameters that see the anchors; within each half, channel slice after channel slice when the
+    model has them (``nets.channel_context``), each slice's parameters seeing the slices before it.
+    ``open_half(kinds)`` codes (or reads) one half; returns y_hat in float64, the same on both sides."""
     net, layers = model.net, list(fixed_point_context(model.net))
+    count = net.config.channel_slices
+    slice_layers = list(fixed_point_slices(net)) if count > 1 else None
+    group = net.config.m // count
     anchor = anchor_mask(*means.shape[2:])
     y_hat = torch.zeros(means.shape, dtype=torch.float64)
     for half, kinds in zip((anchor, ~anchor), _HALVES):
-        s, mu = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
-        mu = mu[0][:, half]
-        y_hat[0][:, half] = code(half, kinds, model.y_coder.scale_index(s[0][:, half].numpy()), mu) + mu
-        del s, mu  # before the next pass allocates its own
+        s_all, mu_all = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
+        coder = open_half(kinds)
+        for k in range(count):
+            c = slice(k * group, (k + 1) * group)
+            s, mu = net.slice_parameters(k, s_all, mu_all, y_hat, slice_layers) if count > 1 else (s_all, mu_all)
+            mu = mu[0][:, half]
+            y_hat[0, c][:, half] = coder.code(c, half, model.y_coder.scale_index(s[0][:, half].numpy()), mu) + mu
+            del s, mu  # before the next pass allocates its own
+        coder.close()
+        del s_all, mu_all
     return y_hat
 
 
@@ -151,13 +172,20 @@ def _encode_y(
         return [(Stream.Y, y_stream), (Stream.Y_ESCAPES, esc)], residual.add_(means)
     streams = []
 
-    def code(half, kinds, index, mu):
-        residual = torch.round(y[0][:, half].double() - mu)
-        symbols, esc = coder.encode(residual.numpy().astype(np.int64), index)
-        streams.extend([(kinds[0], symbols), (kinds[1], esc)])
-        return residual
+    class Writer:
+        def __init__(self, kinds):
+            self.kinds, self.parts = kinds, []
 
-    return streams, _checkerboard_passes(model, scales, means, code)
+        def code(self, channels, half, index, mu):
+            residual = torch.round(y[0, channels][:, half].double() - mu)
+            self.parts.append((residual.numpy().astype(np.int64), index))
+            return residual
+
+        def close(self):
+            symbols, esc = coder.encode_parts(self.parts)
+            streams.extend([(self.kinds[0], symbols), (self.kinds[1], esc)])
+
+    return streams, _checkerboard_passes(model, scales, means, Writer)
 
 
 def _decode_y(model: PhotoModel, nac: NacFile, scales: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
@@ -170,10 +198,17 @@ def _decode_y(model: PhotoModel, nac: NacFile, scales: torch.Tensor, means: torc
         np.add(y_hat[0].numpy(), residual, out=y_hat[0].numpy())  # in place; numpy skips torch's thread pool
         return y_hat
 
-    def code(half, kinds, index, mu):
-        return torch.from_numpy(coder.decode(nac.stream(kinds[0]), nac.stream(kinds[1]), index))
+    class Reader:
+        def __init__(self, kinds):
+            self.reader = coder.decoder(nac.stream(kinds[0]), nac.stream(kinds[1]))
 
-    return _checkerboard_passes(model, scales, means, code)
+        def code(self, channels, half, index, mu):
+            return torch.from_numpy(self.reader.next(index))
+
+        def close(self):
+            self.reader.finish()
+
+    return _checkerboard_passes(model, scales, means, Reader)
 
 
 def _scaled(s: slice, factor: int) -> slice:

@@ -27,21 +27,50 @@ class GaussianCoder:
         return np.minimum(idx, len(self.scales) - 1)
 
     def encode(self, residuals: np.ndarray, index: np.ndarray) -> tuple[bytes, bytes]:
-        r = residuals.reshape(-1).astype(np.int64)
-        idx = index.reshape(-1)
-        radius = self.radii[idx]
-        escape = np.abs(r) > radius
-        sym = np.where(escape, 2 * radius + 1, r + radius)
-        return self.tables.encode(sym, idx), _encode_varints(r[escape])
+        return self.encode_parts([(residuals, index)])
+
+    def encode_parts(self, parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[bytes, bytes]:
+        """(symbol stream, escape stream) of several (residuals, scale index) parts, read back
+        part by part by ``decoder``; one part gives the same bytes as ``encode``."""
+        symbols, escaped = [], []
+        for residuals, index in parts:
+            r = residuals.reshape(-1).astype(np.int64)
+            idx = index.reshape(-1)
+            radius = self.radii[idx]
+            escape = np.abs(r) > radius
+            symbols.append((np.where(escape, 2 * radius + 1, r + radius), idx))
+            escaped.append(r[escape])
+        return self.tables.encode_parts(symbols), _encode_varints(np.concatenate(escaped))
 
     def decode(self, data: bytes, escapes: bytes, index: np.ndarray) -> np.ndarray:
+        reader = self.decoder(data, escapes)
+        r = reader.next(index)
+        reader.finish()
+        return r
+
+    def decoder(self, data: bytes, escapes: bytes) -> "GaussianDecoder":
+        return GaussianDecoder(self, self.tables.decoder(data, "y"), escapes)
+
+
+class GaussianDecoder:
+    """Residuals part by part, as ``GaussianCoder.encode_parts`` wrote them."""
+
+    def __init__(self, coder: GaussianCoder, symbols, escapes: bytes):
+        self.coder, self.symbols, self.escapes, self.pos = coder, symbols, escapes, 0
+
+    def next(self, index: np.ndarray) -> np.ndarray:
         idx = index.reshape(-1)
-        radius = self.radii[idx]
-        sym = self.tables.decode(data, idx, "y")
+        radius = self.coder.radii[idx]
+        sym = self.symbols.next(idx)
         r = sym - radius
         escape = sym == 2 * radius + 1
-        r[escape] = _decode_varints(escapes, int(escape.sum()))
+        r[escape], self.pos = _decode_varints(self.escapes, int(escape.sum()), self.pos)
         return r.reshape(index.shape)
+
+    def finish(self) -> None:
+        self.symbols.finish()
+        if self.pos != len(self.escapes):
+            raise NacFormatError(f"escape stream has {len(self.escapes) - self.pos} bytes left over after its last value")
 
 
 def _encode_varints(values: np.ndarray) -> bytes:
@@ -59,9 +88,9 @@ def _encode_varints(values: np.ndarray) -> bytes:
     return bytes(out)
 
 
-def _decode_varints(data: bytes, count: int) -> np.ndarray:
+def _decode_varints(data: bytes, count: int, pos: int = 0) -> tuple[np.ndarray, int]:
+    """``count`` values from ``data[pos:]``, and the position after them."""
     values = np.empty(count, dtype=np.int64)
-    pos = 0
     for i in range(count):
         u = shift = 0
         for n in range(_MAX_VARINT_BYTES + 1):
@@ -74,6 +103,4 @@ def _decode_varints(data: bytes, count: int) -> np.ndarray:
             if not b & 0x80:
                 break
         values[i] = (u >> 1) ^ -(u & 1)
-    if pos != len(data):
-        raise NacFormatError(f"escape stream has {len(data) - pos} bytes left over after {count} values")
-    return values
+    return values, pos

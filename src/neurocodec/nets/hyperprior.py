@@ -40,6 +40,8 @@ class HyperpriorConfig:
     gain_interpolation: str = "linear"  # of y's gains between levels; "geometric" keeps gain * inv_gain steady
     entropy_width: int | None = None  # channels inside h_s and the context model; None: m
     synthesis_blocks: tuple[int, ...] = ()  # g_s layer indices followed by a residual block
+    channel_slices: int = 1  # > 1: a channel-slice context inside each checkerboard half (nets.channel_context)
+    slice_width: int = 64  # hidden channels of that context, per slice
 
     def __post_init__(self):  # from JSON, tuples arrive as lists
         object.__setattr__(self, "lambdas", tuple(self.lambdas))
@@ -272,7 +274,7 @@ def run_fixed_point(layers: list[tuple[nn.Module, Tensor, Tensor]], a: Tensor) -
     return a
 
 
-def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor) -> Tensor:
+def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     """Run ``layer``'s convolution in float64 on fixed-point inputs (every sum exact)."""
     if isinstance(layer, nn.ConvTranspose2d):
         return nn.functional.conv_transpose2d(

@@ -141,6 +141,12 @@ def fixed_point_context(net: MeanScaleHyperprior) -> tuple[tuple[nn.Module, Tens
     return tuple(net.fixed_point_context())
 
 
+@functools.lru_cache(maxsize=8)
+def fixed_point_slices(net: MeanScaleHyperprior) -> tuple:
+    """``net.fixed_point_slices()`` once per channel-slice network and process."""
+    return tuple(net.fixed_point_slices())
+
+
 def default_device() -> str:
     """CUDA when torch sees a GPU, else the CPU."""
     return "cuda" if torch.cuda.is_available() else "cpu"

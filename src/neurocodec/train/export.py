@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 
 from ..io import new_file_mode
 from ..nets import build
+from ..nets.channel_context import SliceContext
 from ..nets.checkerboard import CheckerboardConv
 from ..nets.hyperprior import HyperpriorConfig, MeanScaleHyperprior
 from ..nets.priors import gaussian_tables, scale_table
@@ -37,6 +38,8 @@ def architecture(config: HyperpriorConfig) -> str:
     text = ARCHITECTURES[config.context]
     if config.synthesis_blocks:
         text += f"; {len(config.synthesis_blocks)} residual block(s) in g_s after layer(s) {list(config.synthesis_blocks)}"
+    if config.channel_slices > 1:
+        text += f"; {config.channel_slices} channel slices inside each checkerboard half (Minnen & Singh 2020; He et al. 2022)"
     return text
 
 
@@ -130,6 +133,8 @@ def export(model: MeanScaleHyperprior, dest: Path, model_id: str) -> str:
     for name, module in model.named_modules():  # taps a masked conv never reads are stored as 0
         if isinstance(module, CheckerboardConv):
             tensors[f"{name}.weight"] = module.masked_weight().detach().half().contiguous()
+        if isinstance(module, SliceContext):
+            tensors[f"{name}.y_conv.weight"] = (module.y_conv.weight * module.mask).detach().half().contiguous()
     z_flat, z_len = _ragged(z_rows)
     y_flat, y_len = _ragged(y_rows)
     tensors.update({

@@ -121,7 +121,7 @@ def train(
             p.requires_grad_(n.startswith(tuple(cfg.trainable)))
     # New layers on top of a trained network catch up faster with a larger step: one group each
     # for the base network, a context model's layers and g_s's residual blocks (in this order).
-    kinds = {"context.": "context", "ep.": "context", "synthesis_blocks.": "blocks"}
+    kinds = {"context.": "context", "ep.": "context", "slices.": "context", "synthesis_blocks.": "blocks"}
     scale = {"base": 1.0, "context": cfg.context_lr_scale, "blocks": cfg.blocks_lr_scale}
     members: dict[str, list] = {"base": [], "context": [], "blocks": []}
     for n, p in model.named_parameters():
@@ -143,8 +143,9 @@ def train(
 
         init_state, step = trainable_state(Path(init))
         missing, unexpected = model.load_state_dict(init_state, strict=False)
-        # A context model may start from a plain hyperprior, blocks may join a trained g_s.
-        if unexpected or any(not k.startswith(("context.", "ep.", "synthesis_blocks.")) for k in missing):
+        # A context model may start from a plain hyperprior, channel slices from a checkerboard
+        # model, blocks may join a trained g_s.
+        if unexpected or any(not k.startswith(("context.", "ep.", "slices.", "synthesis_blocks.")) for k in missing):
             raise ValueError(f"{init} does not fit this model: missing {missing}, unexpected {unexpected}")
         torch.manual_seed(cfg.seed + step)
 

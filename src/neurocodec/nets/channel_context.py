@@ -1,0 +1,171 @@
+"""Channel-slice context (Minnen & Singh 2020) inside each half of the checkerboard (He et al. 2021).
+
+The checkerboard predicts every channel of a latent from the hyperprior and, in its second half,
+from the anchors around it. Channels of one position are still coded independently, although they
+are not: a position's first channels say much about its others. So y's M channels are cut into S
+equal slices and, within each half, the slices are coded one after another; slice s's entropy
+parameters are the checkerboard's plus a correction from
+
+* the slices before it, decoded, in a 3x3 neighbourhood (in the first half only their anchors are
+  decoded, so the others read as zero; in the second half, all of them), through a convolution
+  masked so that slice s reads channels of slices < s only;
+* the checkerboard's own parameters at the same position.
+
+This is the checkerboard-plus-channel arrangement of ELIC (He et al. 2022), with equal slices. The
+correction network's last layer starts at zero, so a model built on a trained checkerboard starts
+out exactly as that model. Decoding stays parallel over positions: 2 * S passes instead of 2.
+
+As for ``h_s`` and the checkerboard, encoder and decoder must agree on every parameter bit, so
+the coding-time path (``slice_parameters``) runs on the fixed-point grid in float64, where every
+sum is exact in any order; ``fixed_point_layers`` lets ``zoo.load`` check that bound.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .checkerboard import BAND_ROWS, CheckerboardHyperprior, anchor_mask
+from .hyperprior import (
+    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, _exact_conv, _fixed, fixed_point_layer, run_fixed_point,
+)
+
+KERNEL = 3
+
+
+class SliceContext(nn.Module):
+    """Corrections to (scales, means) for ``slices`` channel groups; group s reads groups < s only.
+
+    Every layer is per slice: a masked 3x3 convolution over the decoded latents plus a 1x1 one
+    over the checkerboard's parameters, then two grouped 1x1 layers, so slice s's output depends
+    on nothing but its own inputs and can be computed alone at coding time."""
+
+    def __init__(self, m: int, slices: int, width: int):
+        super().__init__()
+        if slices < 2 or m % slices:
+            raise ValueError(f"{m} latent channels do not split into {slices} equal slices (need 2 or more)")
+        self.m, self.slices, self.width = m, slices, width
+        g = m // slices
+        self.y_conv = nn.Conv2d(m, slices * width, KERNEL, padding=KERNEL // 2)
+        mask = torch.zeros(slices * width, m, 1, 1)
+        for s in range(slices):
+            mask[s * width : (s + 1) * width, : s * g] = 1
+        self.register_buffer("mask", mask, persistent=False)
+        with torch.no_grad():  # hidden weights get no gradient: keep them at zero, in files too
+            self.y_conv.weight.mul_(mask)
+        self.p_conv = nn.Conv2d(2 * m, slices * width, 1)
+        self.mid = nn.Conv2d(slices * width, slices * width, 1, groups=slices)
+        self.out = nn.Conv2d(slices * width, 2 * m, 1, groups=slices)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    @property
+    def group(self) -> int:
+        return self.m // self.slices
+
+    def forward(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        """Float corrections for every slice at once, (d_scales, d_means), each (B, M, H, W)."""
+        h = nn.functional.conv2d(y_hat, self.y_conv.weight * self.mask, self.y_conv.bias, padding=KERNEL // 2)
+        h = torch.relu(self.mid(torch.relu(h + self.p_conv(torch.cat([scales, means], dim=1)))))
+        b, _, r, c = h.shape
+        o = self.out(h).view(b, self.slices, 2, self.group, r, c)
+        return o[:, :, 0].reshape(b, self.m, r, c), o[:, :, 1].reshape(b, self.m, r, c)
+
+
+class SliceLayers(NamedTuple):
+    """One slice's fixed-point weights (float64): its rows of every layer of ``SliceContext``."""
+
+    y_weight: Tensor  # (width, s * group, 3, 3): the decoded slices before it
+    p_weight: Tensor  # (width, 2M, 1, 1): the checkerboard's (scales, means)
+    bias: Tensor  # y_conv's and p_conv's biases, summed (exactly: both on the 2^-20 grid)
+    mid: tuple[nn.Module, Tensor, Tensor]
+    out: tuple[nn.Module, Tensor, Tensor]
+
+
+class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
+    """Checkerboard context + channel slices: 2 * S parallel decoding passes."""
+
+    def __init__(self, config: HyperpriorConfig = HyperpriorConfig(context="checkerboard", channel_slices=4)):
+        super().__init__(config)
+        self.slices = SliceContext(config.m, config.channel_slices, config.slice_width)
+
+    # ----- training ----------------------------------------------------------------------
+    def two_pass_parameters(self, y: Tensor, hyper: Tensor, first: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
+        """Float (scales, means) as the decoder will have them: the anchors slice by slice from
+        ``first``, the checkerboard's second pass on those anchors, then the rest slice by slice.
+        Each slice is rounded around its own means, straight-through, before the next reads it."""
+        g = self.slices.group
+        y_hat = torch.zeros_like(y)
+        scales, means = torch.zeros_like(y), torch.zeros_like(y)
+
+        def half(base: Tensor, where: Tensor) -> None:
+            nonlocal y_hat, scales, means
+            s0, m0 = base.chunk(2, dim=1)
+            for s in range(self.slices.slices):
+                c = slice(s * g, (s + 1) * g)
+                ds, dm = self.slices(y_hat, s0, m0)  # reads slices < s only (the mask)
+                sc, mu = s0[:, c] + ds[:, c], m0[:, c] + dm[:, c]
+                q = y[:, c] + (torch.round(y[:, c] - mu) - (y[:, c] - mu)).detach()
+                y_hat = torch.cat([y_hat[:, : s * g], torch.where(where, q, y_hat[:, c]), y_hat[:, (s + 1) * g :]], 1)
+                scales = torch.cat([scales[:, : s * g], torch.where(where, sc, scales[:, c]), scales[:, (s + 1) * g :]], 1)
+                means = torch.cat([means[:, : s * g], torch.where(where, mu, means[:, c]), means[:, (s + 1) * g :]], 1)
+
+        half(first, anchor)
+        y_hat = y_hat * anchor  # only the anchors are decoded when the second half starts
+        half(self._entropy_params(hyper, y_hat), ~anchor)
+        return scales, means
+
+    # ----- coding time (exact) -----------------------------------------------------------
+    def fixed_point_slices(self) -> list[SliceLayers]:
+        """Each slice's rows of the slice context, on the fixed-point grid."""
+        sc, g, w = self.slices, self.slices.group, self.slices.width
+        _, y_w, y_b = fixed_point_layer(sc.y_conv, sc.y_conv.weight * sc.mask)
+        _, p_w, p_b = fixed_point_layer(sc.p_conv)
+        _, mid_w, mid_b = fixed_point_layer(sc.mid)
+        _, out_w, out_b = fixed_point_layer(sc.out)
+        rows = [slice(s * w, (s + 1) * w) for s in range(sc.slices)]
+        outs = [slice(2 * s * g, 2 * (s + 1) * g) for s in range(sc.slices)]
+        return [SliceLayers(y_w[r, : s * g], p_w[r], y_b[r] + p_b[r], (sc.mid, mid_w[r], mid_b[r]),
+                            (sc.out, out_w[o], out_b[o]))
+                for s, (r, o) in enumerate(zip(rows, outs))]
+
+    def fixed_point_layers(self) -> list[tuple[nn.Module, Tensor, Tensor]]:
+        """For the exactness bound: the first slice layer as one convolution over the decoded
+        latents and the parameters (the two sums add into one accumulator), then the others."""
+        sc = self.slices
+        _, y_w, y_b = fixed_point_layer(sc.y_conv, sc.y_conv.weight * sc.mask)
+        _, p_w, p_b = fixed_point_layer(sc.p_conv)
+        first = torch.cat([y_w, nn.functional.pad(p_w, (1, 1, 1, 1))], dim=1)
+        return [*super().fixed_point_layers(), (sc.y_conv, first, y_b + p_b),
+                fixed_point_layer(sc.mid), fixed_point_layer(sc.out)]
+
+    def slice_parameters(
+        self, s: int, scales: Tensor, means: Tensor, y_hat: Tensor, layers: list[SliceLayers] | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Exact (scales, means) in float64 of slice ``s``'s channels at every position, band by
+        band. ``scales``/``means``: the checkerboard's parameters for this half (``context_parameters``);
+        ``y_hat``: float64 latents decoded so far, zero where not yet decoded (only slices < s are read)."""
+        layer = (layers if layers is not None else self.fixed_point_slices())[s]
+        g, rows = self.slices.group, scales.shape[2]
+        c = slice(s * g, (s + 1) * g)
+        out_s, out_m = torch.empty_like(scales[:, c]), torch.empty_like(means[:, c])
+        halo = KERNEL // 2
+        for r0 in range(0, rows, BAND_ROWS):
+            r1 = min(r0 + BAND_ROWS, rows)
+            p = torch.cat([scales[:, :, r0:r1], means[:, :, r0:r1]], dim=1)
+            a = _exact_conv(self.slices.p_conv, _fixed(p, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX), layer.p_weight,
+                            layer.bias)
+            if s > 0:
+                lo, hi = max(r0 - halo, 0), min(r1 + halo, rows)
+                v = _fixed(y_hat[:, : s * g, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
+                a = a + _exact_conv(self.slices.y_conv, v, layer.y_weight, None)[:, :, r0 - lo : r0 - lo + (r1 - r0)]
+            a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
+            d = run_fixed_point([layer.mid, layer.out], a)
+            out_s[:, :, r0:r1] = scales[:, c, r0:r1] + d[:, :g]
+            out_m[:, :, r0:r1] = means[:, c, r0:r1] + d[:, g:]
+        return out_s, out_m
+
+
+__all__ = ["SliceContext", "SlicedCheckerboardHyperprior", "SliceLayers", "anchor_mask"]
