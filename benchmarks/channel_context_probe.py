@@ -1,7 +1,7 @@
 """How many bits a channel-slice context (Minnen & Singh 2020) would save on top of a photo model's
-checkerboard, with the model's transforms frozen: a probe for the next entropy model, not a codec.
+checkerboard, with the model's transforms frozen.
 
-    python benchmarks/channel_context_probe.py [DIR] [--slices 4] [--steps 4000] [--model ID]
+    python benchmarks/channel_context_probe.py [DIR] [--slices 4] [--steps 4000] [--model ID] [--save-init F]
 
 The latent channels are cut into ``--slices`` groups. Decoding order stays parallel: the anchors
 slice by slice, then the other half slice by slice, so each slice's entropy parameters may read
@@ -12,7 +12,9 @@ alone, on the rate of y only: with g_a, g_s and the checkerboard frozen, the dis
 depend on it (the rounding offsets move with the means, but straight-through it has no gradient).
 Training crops come from the non-held-out part of DIR, 256x256, levels drawn uniformly; the
 result is y's estimated bits (rounded latents, float model) on the first 12 held-out photos at
-every level, with and without the slices. z's bits do not change.
+every level, with and without the slices. z's bits do not change. The network is the codec's
+(``nets.channel_context``); ``--save-init`` writes the model with the trained slices as a start
+for the trainer, which is how the first sliced model began.
 
 Writes ``benchmarks/results/channel-context-probe.json`` with the command and git revision.
 """
@@ -20,96 +22,60 @@ Writes ``benchmarks/results/channel-context-probe.json`` with the command and gi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from neurocodec import zoo  # noqa: E402
-from neurocodec.nets.checkerboard import anchor_mask  # noqa: E402
+from neurocodec.nets import build  # noqa: E402
+from neurocodec.nets.checkerboard import CheckerboardHyperprior  # noqa: E402
 from neurocodec.nets.priors import gaussian_likelihood  # noqa: E402
 from neurocodec.train.data import CropSampler, evaluation_images, image_files, split  # noqa: E402
+from neurocodec.train.export import trainable_state  # noqa: E402
+from neurocodec.train.trainer import save_portable  # noqa: E402
 from provenance import git_revision  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
 
 
-class SliceContext(nn.Module):
-    """Entropy-parameter corrections for ``slices`` channel groups; group s reads groups < s only."""
-
-    def __init__(self, m: int, slices: int, hidden: int = 64, kernel: int = 3):
-        super().__init__()
-        if m % slices:
-            raise ValueError(f"{m} channels do not split into {slices} slices")
-        self.m, self.slices, self.kernel = m, slices, kernel
-        g = m // slices
-        self.y_conv = nn.Conv2d(m, slices * hidden, kernel, padding=kernel // 2)
-        mask = torch.zeros(slices * hidden, m, 1, 1)
-        for s in range(slices):
-            mask[s * hidden:(s + 1) * hidden, : s * g] = 1
-        self.register_buffer("mask", mask)
-        self.p_conv = nn.Conv2d(2 * m, slices * hidden, 1)
-        self.mid = nn.Conv2d(slices * hidden, slices * hidden, 1, groups=slices)
-        self.out = nn.Conv2d(slices * hidden, 2 * m, 1, groups=slices)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, y_hat: torch.Tensor, scales: torch.Tensor, means: torch.Tensor):
-        h = nn.functional.conv2d(y_hat, self.y_conv.weight * self.mask, self.y_conv.bias, padding=self.kernel // 2)
-        h = torch.relu(self.mid(torch.relu(h + self.p_conv(torch.cat([scales, means], 1)))))
-        b, _, r, c = h.shape
-        o = self.out(h).view(b, self.slices, 2, self.m // self.slices, r, c)
-        return o[:, :, 0].reshape(b, self.m, r, c), o[:, :, 1].reshape(b, self.m, r, c)
+def sliced_model(model, slices: int, width: int = 64):
+    """``model``'s network (its trainable state: a density of z refitted to its tables) inside a
+    ``SlicedCheckerboardHyperprior`` whose slice context starts at zero, so it starts as ``model``."""
+    base_state, step = trainable_state(zoo.weights_file(model.model_id))
+    net = build(dataclasses.replace(model.net.config, channel_slices=slices, slice_width=width))
+    missing, unexpected = net.load_state_dict(base_state, strict=False)
+    if unexpected or any(not k.startswith("slices.") for k in missing):
+        raise ValueError(f"{model.model_id} does not fit a sliced model: missing {missing}, unexpected {unexpected}")
+    return net.float().eval(), step
 
 
-def coded_parameters(net, ctx: SliceContext | None, y: torch.Tensor, level: torch.Tensor):
-    """(scales, means) of every latent in the decoder's order: anchors slice by slice, the
-    checkerboard's second pass on those anchors, then the rest slice by slice."""
+def coded_parameters(net, y: torch.Tensor, level: torch.Tensor, use_slices: bool = True):
+    """(scales, means) of every latent in the decoder's order, with or without the slices."""
     with torch.no_grad():
         z = torch.round(net.h_a(y) * net.interpolate(net.hyper_gain, level))
         hyper = net.h_s(z * net.interpolate(net.inv_hyper_gain, level))
-        first = net._entropy_params(hyper, None)
-    anchor = anchor_mask(*y.shape[2:], device=y.device)
-    slices = ctx.slices if ctx is not None else 1
-    g = y.shape[1] // slices
-    y_hat, scales, means = torch.zeros_like(y), torch.zeros_like(y), torch.zeros_like(y)
-
-    def half(base: torch.Tensor, where: torch.Tensor, visible):
-        nonlocal y_hat
-        s0, m0 = base.chunk(2, 1)
-        for s in range(slices):
-            c = slice(s * g, (s + 1) * g)
-            ds, dm = ctx(visible(), s0, m0) if ctx is not None else (0 * s0, 0 * m0)
-            sc, mu = s0[:, c] + ds[:, c], m0[:, c] + dm[:, c]
-            q = y[:, c] + (torch.round(y[:, c] - mu) - (y[:, c] - mu)).detach()
-            y_hat = y_hat.clone()
-            y_hat[:, c] = torch.where(where, q, y_hat[:, c])
-            scales[:, c] = torch.where(where, sc, scales[:, c])
-            means[:, c] = torch.where(where, mu, means[:, c])
-
-    half(first, anchor, lambda: y_hat * anchor)
-    with torch.no_grad():
-        second = net._entropy_params(hyper, (y_hat * anchor).detach())
-    half(second, ~anchor, lambda: y_hat)
-    return scales, means
+    if use_slices:
+        return net._y_parameters(y, hyper)
+    return CheckerboardHyperprior._y_parameters(net, y, hyper)
 
 
 @torch.no_grad()
-def y_bpp(net, ctx, latents: list[torch.Tensor], pixels: int) -> list[float]:
+def y_bpp(net, use_slices: bool, latents: list[torch.Tensor], pixels: int) -> list[float]:
     out = []
     for lvl in range(net.config.levels):
         level = torch.tensor([float(lvl)])
         bits = 0.0
         for y0 in latents:
             y = y0 * net.y_gain(net.gain, level)
-            scales, means = coded_parameters(net, ctx, y, level)
+            scales, means = coded_parameters(net, y, level, use_slices)
             y_hat = torch.round(y - means) + means
             bits -= torch.log2(gaussian_likelihood(y_hat, scales, means)).sum().item()
         out.append(bits / pixels)
@@ -129,13 +95,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=HERE / "results" / "channel-context-probe.json")
+    p.add_argument("--save-init", type=Path, default=None,
+                   help="also write the model with the trained slices as a training start (trainer --init)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.time()
 
     model = zoo.load(args.model) if args.model else zoo.load()
-    net = model.net.float().eval().requires_grad_(False)
+    net, model_step = sliced_model(model, args.slices)
+    for name, param in net.named_parameters():
+        param.requires_grad_(name.startswith("slices."))
     train_files, held = split(image_files(args.data), args.held_out)
     sampler = CropSampler(train_files, 256, torch.device("cpu"), seed=args.seed + 5)
     held_x = evaluation_images(held[:12])
@@ -143,9 +113,8 @@ def main() -> None:
     with torch.no_grad():
         held_y = [net.g_a(x) for x in held_x]
 
-    ctx = SliceContext(net.config.m, args.slices)
-    base = y_bpp(net, None, held_y, pixels)
-    opt = torch.optim.Adam(ctx.parameters(), lr=args.lr)
+    base = y_bpp(net, False, held_y, pixels)
+    opt = torch.optim.Adam(net.slices.parameters(), lr=args.lr)
     pool = None
     log = []
     for step in range(args.steps):
@@ -158,7 +127,7 @@ def main() -> None:
         idx = torch.randint(len(pool), (args.batch,))
         level = torch.randint(net.config.levels, (args.batch,)).float()
         y = pool[idx] * net.y_gain(net.gain, level)
-        scales, means = coded_parameters(net, ctx, y, level)
+        scales, means = coded_parameters(net, y, level)
         noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         bpp = -torch.log2(gaussian_likelihood(noisy, scales, means)).sum() / (args.batch * 256 * 256)
         opt.zero_grad()
@@ -167,7 +136,9 @@ def main() -> None:
         if (step + 1) % 200 == 0:
             log.append({"step": step + 1, "train_y_bpp": round(bpp.item(), 4)})
             print(log[-1], flush=True)
-    sliced = y_bpp(net, ctx, held_y, pixels)
+    sliced = y_bpp(net, True, held_y, pixels)
+    if args.save_init:
+        save_portable(net, model_step, args.save_init)
 
     result = {
         "command": "python benchmarks/channel_context_probe.py " + " ".join(sys.argv[1:]),
@@ -177,7 +148,7 @@ def main() -> None:
         "dataset": f"{Path(args.data).name}: trained on the files the trainer trains on, "
                    f"evaluated on the first 12 held-out (every {args.held_out}th)",
         "slices": args.slices, "steps": args.steps, "batch": args.batch, "lr": args.lr,
-        "lr_halved_at": args.lr_drop_at, "context_parameters": sum(p.numel() for p in ctx.parameters()),
+        "lr_halved_at": args.lr_drop_at, "context_parameters": sum(p.numel() for p in net.slices.parameters()),
         "seconds": round(time.time() - started, 1),
         "levels": [{"level": i, "y_bpp_checkerboard": round(b, 5), "y_bpp_with_slices": round(s, 5),
                     "y_rate_change_percent": round(100 * (s / b - 1), 2)} for i, (b, s) in enumerate(zip(base, sliced))],

@@ -117,6 +117,12 @@ def _folder(model_id: str) -> Path:
     raise NacModelError(f"unknown model {model_id!r} (available: {known})")
 
 
+def weights_file(model_id: str) -> Path:
+    """Where the installed weights of ``model_id`` are (its card lies beside them), for tools that
+    read the file itself, such as a training start (``train.export.trainable_state``)."""
+    return _folder(model_id) / f"{model_id}.safetensors"
+
+
 def _read_card(folder: Path, model_id: str) -> dict:
     path = folder / f"{model_id}.json"
     try:
