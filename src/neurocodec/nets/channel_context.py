@@ -65,13 +65,18 @@ class SliceContext(nn.Module):
     def group(self) -> int:
         return self.m // self.slices
 
-    def forward(self, y_hat: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
-        """Float corrections for every slice at once, (d_scales, d_means), each (B, M, H, W)."""
-        h = nn.functional.conv2d(y_hat, self.y_conv.weight * self.mask, self.y_conv.bias, padding=KERNEL // 2)
-        h = torch.relu(self.mid(torch.relu(h + self.p_conv(torch.cat([scales, means], dim=1)))))
-        b, _, r, c = h.shape
-        o = self.out(h).view(b, self.slices, 2, self.group, r, c)
-        return o[:, :, 0].reshape(b, self.m, r, c), o[:, :, 1].reshape(b, self.m, r, c)
+    def forward(self, s: int, y_hat: Tensor, scales: Tensor, means: Tensor) -> tuple[Tensor, Tensor]:
+        """Float corrections (d_scales, d_means) of slice ``s``, each (B, G, H, W); ``y_hat`` is
+        read in its first s * G channels only, so training pays for slice s's rows alone."""
+        g, w = self.group, self.width
+        rows, outs = slice(s * w, (s + 1) * w), slice(2 * s * g, 2 * (s + 1) * g)
+        h = nn.functional.conv2d(torch.cat([scales, means], dim=1), self.p_conv.weight[rows], self.p_conv.bias[rows])
+        h = h + self.y_conv.bias[rows].view(1, -1, 1, 1)
+        if s > 0:  # the rows' other taps are the mask's zeros
+            h = h + nn.functional.conv2d(y_hat[:, : s * g], self.y_conv.weight[rows, : s * g], padding=KERNEL // 2)
+        h = torch.relu(nn.functional.conv2d(torch.relu(h), self.mid.weight[rows], self.mid.bias[rows]))
+        o = nn.functional.conv2d(h, self.out.weight[outs], self.out.bias[outs])
+        return o[:, :g], o[:, g:]
 
 
 class SliceLayers(NamedTuple):
@@ -105,8 +110,8 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
             s0, m0 = base.chunk(2, dim=1)
             for s in range(self.slices.slices):
                 c = slice(s * g, (s + 1) * g)
-                ds, dm = self.slices(y_hat, s0, m0)  # reads slices < s only (the mask)
-                sc, mu = s0[:, c] + ds[:, c], m0[:, c] + dm[:, c]
+                ds, dm = self.slices(s, y_hat, s0, m0)
+                sc, mu = s0[:, c] + ds, m0[:, c] + dm
                 q = y[:, c] + (torch.round(y[:, c] - mu) - (y[:, c] - mu)).detach()
                 y_hat = torch.cat([y_hat[:, : s * g], torch.where(where, q, y_hat[:, c]), y_hat[:, (s + 1) * g :]], 1)
                 scales = torch.cat([scales[:, : s * g], torch.where(where, sc, scales[:, c]), scales[:, (s + 1) * g :]], 1)
