@@ -103,8 +103,8 @@ def test_exact_slice_parameters_do_not_depend_on_summation_order(monkeypatch):
     scales, means = _parameters(net, 8, 12)
     y_hat = _decoded(8, 12)
     before = [net.slice_parameters(s, scales, means, y_hat) for s in range(3)]
-    monkeypatch.setattr(channel_context, "_exact_conv", _reordered_conv)
-    monkeypatch.setattr(hyperprior, "_exact_conv", _reordered_conv)  # mid and out, through run_fixed_point
+    monkeypatch.setattr(channel_context, "_exact_conv", _reordered_conv)  # the 1x1 over the parameters
+    monkeypatch.setattr(hyperprior, "_exact_conv", _reordered_conv)  # the 3x3, mid and out
     after = [net.slice_parameters(s, scales, means, y_hat) for s in range(3)]
     assert all(torch.equal(a, b) for w, b_ in zip(before, after) for a, b in zip(w, b_))
 
@@ -210,3 +210,17 @@ def test_sliced_model_searches_its_latents_at_effort_1(sliced_model):
     pic = io.load(photo_like(64, 64))
     enc = codec.encode(pic, quality=50, model=sliced_model, effort=1, reconstruct=True)
     assert np.array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)
+
+
+@pytest.mark.parametrize("band_rows", [64, 3])
+def test_slice_parameters_computed_on_one_half_only_equal_the_whole_grid_there(monkeypatch, band_rows):
+    monkeypatch.setattr(channel_context, "BAND_ROWS", band_rows)
+    net = _random_net()
+    scales, means = _parameters(net, 8, 12)
+    y_hat = _decoded(8, 12)
+    for half in (anchor_mask(8, 12), ~anchor_mask(8, 12)):
+        for s in range(CONFIG.channel_slices):
+            whole = net.slice_parameters(s, scales, means, y_hat)
+            part = net.slice_parameters(s, scales, means, y_hat, where=half)
+            for w, p in zip(whole, part):
+                assert torch.equal(p[..., half], w[..., half]) and not p[..., ~half].any()

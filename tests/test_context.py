@@ -110,8 +110,7 @@ def test_context_passes_do_not_depend_on_summation_order(monkeypatch):
     hs, hm = _hyper(net, 8, 12)
     y_hat = torch.where(anchor_mask(8, 12), torch.randn(1, CONFIG.m, 8, 12, dtype=torch.float64) * 3, 0.0)
     before = [*net.context_parameters(hs, hm, None), *net.context_parameters(hs, hm, y_hat)]
-    monkeypatch.setattr(checkerboard, "_exact_conv", _reordered_conv)  # the context convolution
-    monkeypatch.setattr(hyperprior, "_exact_conv", _reordered_conv)  # ep, through run_fixed_point
+    monkeypatch.setattr(hyperprior, "_exact_conv", _reordered_conv)  # the context convolution and ep
     after = [*net.context_parameters(hs, hm, None), *net.context_parameters(hs, hm, y_hat)]
     assert all(torch.equal(a, b) for a, b in zip(before, after))
 
@@ -183,3 +182,17 @@ def test_geometric_gain_interpolation_keeps_gain_times_inverse_steady_between_le
     drift = linear.y_gain(linear.gain, level) * linear.y_gain(linear.inv_gain, level)
     assert drift[0].min() > 1.1  # half-way between levels 10x apart in lambda, linear drifts
     assert torch.allclose(geometric.y_gain(geometric.gain, torch.tensor([1.0])), linear.y_gain(linear.gain, torch.tensor([1.0])))
+
+
+@pytest.mark.parametrize("band_rows", [64, 3])
+def test_parameters_computed_on_one_half_only_equal_the_whole_grid_there(monkeypatch, band_rows):
+    monkeypatch.setattr(checkerboard, "BAND_ROWS", band_rows)
+    net = _random_net()
+    hs, hm = _hyper(net, 8, 12)
+    anchor = anchor_mask(8, 12)
+    y_hat = torch.where(anchor, torch.randn(1, CONFIG.m, 8, 12, dtype=torch.float64) * 3, 0.0)
+    for anchors, half in ((None, anchor), (y_hat, ~anchor)):
+        whole = net.context_parameters(hs, hm, anchors)
+        part = net.context_parameters(hs, hm, anchors, where=half)
+        for w, p in zip(whole, part):
+            assert torch.equal(p[..., half], w[..., half]) and not p[..., ~half].any()

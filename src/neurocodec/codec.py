@@ -147,11 +147,11 @@ def _checkerboard_passes(
     anchor = anchor_mask(*means.shape[2:])
     y_hat = torch.zeros(means.shape, dtype=torch.float64)
     for half, kinds in zip((anchor, ~anchor), _HALVES):
-        s_all, mu_all = net.context_parameters(scales, means, None if half is anchor else y_hat, layers)
+        s_all, mu_all = net.context_parameters(scales, means, None if half is anchor else y_hat, layers, half)
         coder = open_half(kinds)
         for k in range(count):
             c = slice(k * group, (k + 1) * group)
-            s, mu = net.slice_parameters(k, s_all, mu_all, y_hat, slice_layers) if count > 1 else (s_all, mu_all)
+            s, mu = net.slice_parameters(k, s_all, mu_all, y_hat, slice_layers, half) if count > 1 else (s_all, mu_all)
             mu = mu[0][:, half]
             y_hat[0, c][:, half] = coder.code(c, half, model.y_coder.scale_index(s[0][:, half].numpy()), mu) + mu
             del s, mu  # before the next pass allocates its own

@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from .checkerboard import BAND_ROWS, CheckerboardHyperprior, anchor_mask
 from .hyperprior import (
-    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, _exact_conv, _fixed, fixed_point_layer, run_fixed_point,
+    ACT_FRAC_BITS, ACT_MAX, POINTWISE, HyperpriorConfig, _exact_conv, _fixed, exact_conv_at, fixed_point_layer,
+    run_fixed_point,
 )
 
 KERNEL = 3
@@ -148,28 +149,33 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
 
     def slice_parameters(
         self, s: int, scales: Tensor, means: Tensor, y_hat: Tensor, layers: list[SliceLayers] | None = None,
+        where: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Exact (scales, means) in float64 of slice ``s``'s channels at every position, band by
-        band. ``scales``/``means``: the checkerboard's parameters for this half (``context_parameters``);
-        ``y_hat``: float64 latents decoded so far, zero where not yet decoded (only slices < s are read)."""
+        """Exact (scales, means) in float64 of slice ``s``'s channels, band by band. ``scales`` /
+        ``means``: the checkerboard's parameters for this half (``context_parameters``); ``y_hat``:
+        float64 latents decoded so far, zero where not yet decoded (only slices < s are read);
+        ``where``: (rows, cols) bool, the positions wanted (0 elsewhere), ``None`` for all."""
         layer = (layers if layers is not None else self.fixed_point_slices())[s]
-        g, rows = self.slices.group, scales.shape[2]
+        g, rows, cols = self.slices.group, *scales.shape[2:]
         c = slice(s * g, (s + 1) * g)
-        out_s, out_m = torch.empty_like(scales[:, c]), torch.empty_like(means[:, c])
+        where = torch.ones(rows, cols, dtype=torch.bool) if where is None else where
+        out_s, out_m = torch.zeros_like(scales[:, c]), torch.zeros_like(means[:, c])
         halo = KERNEL // 2
         for r0 in range(0, rows, BAND_ROWS):
             r1 = min(r0 + BAND_ROWS, rows)
-            p = torch.cat([scales[:, :, r0:r1], means[:, :, r0:r1]], dim=1)
-            a = _exact_conv(self.slices.p_conv, _fixed(p, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX), layer.p_weight,
-                            layer.bias)
-            if s > 0:
+            rr, cc = where[r0:r1].nonzero(as_tuple=True)
+            p = torch.cat([scales[:, :, r0:r1], means[:, :, r0:r1]], dim=1)[:, :, rr, cc].unsqueeze(2)
+            a = _exact_conv(POINTWISE, _fixed(p, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX), layer.p_weight, layer.bias)
+            if s > 0:  # rows r0 - halo .. r1 + halo, zero beyond the grid, and zero columns either side
                 lo, hi = max(r0 - halo, 0), min(r1 + halo, rows)
-                v = _fixed(y_hat[:, : s * g, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
-                a = a + _exact_conv(self.slices.y_conv, v, layer.y_weight, None)[:, :, r0 - lo : r0 - lo + (r1 - r0)]
+                v = torch.zeros(1, s * g, r1 - r0 + 2 * halo, cols + 2 * halo, dtype=y_hat.dtype)
+                v[:, :, lo - (r0 - halo) : hi - (r0 - halo), halo : halo + cols] = (
+                    _fixed(y_hat[:, : s * g, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX))
+                a = a + exact_conv_at(v, layer.y_weight, None, rr, cc)
             a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
             d = run_fixed_point([layer.mid, layer.out], a)
-            out_s[:, :, r0:r1] = scales[:, c, r0:r1] + d[:, :g]
-            out_m[:, :, r0:r1] = means[:, c, r0:r1] + d[:, g:]
+            out_s[0, :, r0 + rr, cc] = scales[0, c, r0 + rr, cc] + d[0, :g, 0]
+            out_m[0, :, r0 + rr, cc] = means[0, c, r0 + rr, cc] + d[0, g:, 0]
         return out_s, out_m
 
 

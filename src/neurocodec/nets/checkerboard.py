@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .hyperprior import (
-    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, MeanScaleHyperprior, _exact_conv, _fixed, fixed_point_layer,
+    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, MeanScaleHyperprior, _fixed, exact_conv_at, fixed_point_layer,
     run_fixed_point,
 )
 from .priors import gaussian_likelihood
@@ -112,28 +112,34 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
 
     def context_parameters(
         self, hyper_scales: Tensor, hyper_means: Tensor, anchors: Tensor | None,
-        layers: list[tuple[nn.Module, Tensor, Tensor]] | None = None,
+        layers: list[tuple[nn.Module, Tensor, Tensor]] | None = None, where: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Exact (scales, means) in float64, band by band over the latent rows.
 
         ``hyper_*``: ``entropy_parameters``' output. ``anchors``: float64 y_hat at the anchors and 0
-        elsewhere, or ``None`` for the first pass (then the result is valid at the anchors)."""
+        elsewhere, or ``None`` for the first pass (then the result is valid at the anchors).
+        ``where``: (rows, cols) bool, the positions whose parameters are wanted (a pass needs its
+        own half only); they are computed there alone and left 0 elsewhere. ``None``: everywhere."""
         layers = layers if layers is not None else self.fixed_point_context()
-        (ctx_layer, ctx_w, ctx_b), ep_layers = layers[0], layers[1:]
-        rows = hyper_scales.shape[2]
-        scales, means = torch.empty_like(hyper_scales), torch.empty_like(hyper_means)
+        (_, ctx_w, ctx_b), ep_layers = layers[0], layers[1:]
+        m, rows, cols = hyper_scales.shape[1], *hyper_scales.shape[2:]
+        where = torch.ones(rows, cols, dtype=torch.bool) if where is None else where
+        scales, means = torch.zeros_like(hyper_scales), torch.zeros_like(hyper_means)
         halo = KERNEL // 2
         for r0 in range(0, rows, BAND_ROWS):
             r1 = min(r0 + BAND_ROWS, rows)
-            h = torch.cat([hyper_scales[:, :, r0:r1], hyper_means[:, :, r0:r1]], dim=1)
+            rr, cc = where[r0:r1].nonzero(as_tuple=True)
+            h = torch.cat([hyper_scales[:, :, r0:r1], hyper_means[:, :, r0:r1]], dim=1)[:, :, rr, cc].unsqueeze(2)
             a_h = _fixed(h, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
             if anchors is None:
-                ctx = ctx_b.view(1, -1, 1, 1).expand(h.shape[0], -1, *h.shape[2:])
-            else:
+                ctx = ctx_b.view(1, -1, 1, 1).expand(1, -1, 1, len(rr))
+            else:  # rows r0 - halo .. r1 + halo, zero beyond the grid, and zero columns either side
                 lo, hi = max(r0 - halo, 0), min(r1 + halo, rows)
-                a = _fixed(anchors[:, :, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
-                ctx = _exact_conv(ctx_layer, a, ctx_w, ctx_b)[:, :, r0 - lo : r0 - lo + (r1 - r0)]
+                a = torch.zeros(1, m, r1 - r0 + 2 * halo, cols + 2 * halo, dtype=anchors.dtype)
+                a[:, :, lo - (r0 - halo) : hi - (r0 - halo), halo : halo + cols] = (
+                    _fixed(anchors[:, :, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX))
+                ctx = exact_conv_at(a, ctx_w, ctx_b, rr, cc)
             a = torch.cat([a_h, _fixed(ctx, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)], dim=1)
-            a = run_fixed_point(ep_layers, a)
-            scales[:, :, r0:r1], means[:, :, r0:r1] = (h + a).chunk(2, dim=1)
+            p_s, p_m = (h + run_fixed_point(ep_layers, a)).chunk(2, dim=1)
+            scales[0, :, r0 + rr, cc], means[0, :, r0 + rr, cc] = p_s[0, :, 0], p_m[0, :, 0]
         return scales, means

@@ -283,6 +283,27 @@ def _exact_conv(layer: nn.Module, a: Tensor, w: Tensor, b: Tensor | None) -> Ten
     return nn.functional.conv2d(a, w, b, stride=layer.stride, padding=layer.padding)
 
 
+POINTWISE = nn.Conv2d(1, 1, 1)
+"""Stands for any 1x1 convolution in ``_exact_conv`` (it reads only stride and padding)."""
+
+
+def exact_conv_at(a: Tensor, w: Tensor, b: Tensor | None, rows: Tensor, cols: Tensor) -> Tensor:
+    """A stride-1 convolution with zero padding of k // 2, exact like ``_exact_conv``, evaluated
+    only at the output positions (``rows``, ``cols``) and only over the kernel taps that are not
+    all zero: (1, C_out, 1, n) for n positions. ``a``: (1, C_in, H + k - 1, W + k - 1), the input
+    already padded, so output (r, c) reads ``a[..., r:r + k, c:c + k]``. The context passes need
+    their parameters on one half of the grid only, and the checkerboard's mask zeroes half the
+    taps: this does a quarter of the dense convolution's work, with the same exact result."""
+    out = None
+    for i, j in (w.abs().sum(dim=(0, 1)) != 0).nonzero().tolist():
+        x = a[:, :, rows + i, cols + j].unsqueeze(2)
+        y = _exact_conv(POINTWISE, x, w[:, :, i : i + 1, j : j + 1], None)
+        out = y if out is None else out + y
+    if out is None:
+        out = torch.zeros(1, w.shape[0], 1, len(rows), dtype=a.dtype)
+    return out if b is None else out + b.view(1, -1, 1, 1)
+
+
 def _lerp_rows(table: Tensor, level: Tensor) -> Tensor:
     """Rows of ``table`` linearly interpolated at ``level`` (shape (B,)), as (B, C, 1, 1)."""
     top = table.shape[0] - 1
