@@ -97,6 +97,13 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
         super().__init__(config)
         self.slices = SliceContext(config.m, config.channel_slices, config.slice_width)
 
+    @property
+    def context_reach(self) -> int:
+        """2 * S cells: slice s of the first half reads decoded anchors one cell away whose means
+        read the slices before them, so its reach is s; the checkerboard's second pass adds 2 to
+        the last anchors' S - 1, and each slice of the second half 1 more: 2 + (S - 1) + S - 1 + 1."""
+        return 2 * self.slices.slices
+
     # ----- training ----------------------------------------------------------------------
     def two_pass_parameters(self, y: Tensor, hyper: Tensor, first: Tensor, anchor: Tensor) -> tuple[Tensor, Tensor]:
         """Float (scales, means) as the decoder will have them: the anchors slice by slice from

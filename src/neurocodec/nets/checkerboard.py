@@ -73,6 +73,12 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         nn.init.zeros_(self.ep[-1].weight)
         nn.init.zeros_(self.ep[-1].bias)
 
+    @property
+    def context_reach(self) -> int:
+        """How many latent cells away a latent can still change another's parameters through the
+        context (what a tile of ``refine``'s search sees only partly near its edges)."""
+        return KERNEL // 2
+
     # ----- training ----------------------------------------------------------------------
     def _entropy_params(self, hyper: Tensor, anchors: Tensor | None) -> Tensor:
         """Float entropy parameters at every position: with ``anchors`` (y_hat zeroed off the
