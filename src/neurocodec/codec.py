@@ -134,7 +134,8 @@ class _HalfCoder(Protocol):
 
 
 def _checkerboard_passes(
-    model: PhotoModel, scales: torch.Tensor, means: torch.Tensor, open_half: Callable[[tuple[Stream, Stream]], _HalfCoder],
+    model: PhotoModel, scales: torch.Tensor, means: torch.Tensor,
+    open_half: Callable[[tuple[Stream, Stream]], _HalfCoder],
 ) -> torch.Tensor:
     """The passes a checkerboard model's encoder and decoder share: anchors, then the rest with
     parameters that see the anchors; within each half, channel slice after channel slice when the

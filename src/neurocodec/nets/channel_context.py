@@ -27,10 +27,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .checkerboard import BAND_ROWS, CheckerboardHyperprior, anchor_mask
+from .checkerboard import BAND_ROWS, CheckerboardHyperprior
 from .hyperprior import (
-    ACT_FRAC_BITS, ACT_MAX, POINTWISE, HyperpriorConfig, _exact_conv, _fixed, exact_conv_at, fixed_point_layer,
-    run_fixed_point,
+    ACT_FRAC_BITS, ACT_MAX, POINTWISE, HyperpriorConfig, _exact_conv, _fixed, exact_conv_at, fixed_band,
+    fixed_point_layer, run_fixed_point,
 )
 
 KERNEL = 3
@@ -110,8 +110,11 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
         ``first``, the checkerboard's second pass on those anchors, then the rest slice by slice.
         Each slice is rounded around its own means, straight-through, before the next reads it."""
         g = self.slices.group
-        y_hat = torch.zeros_like(y)
-        scales, means = torch.zeros_like(y), torch.zeros_like(y)
+        y_hat, scales, means = torch.zeros_like(y), torch.zeros_like(y), torch.zeros_like(y)
+
+        def put(t: Tensor, s: int, where: Tensor, value: Tensor) -> Tensor:  # out of place, for autograd
+            c = slice(s * g, (s + 1) * g)
+            return torch.cat([t[:, : c.start], torch.where(where, value, t[:, c]), t[:, c.stop :]], 1)
 
         def half(base: Tensor, where: Tensor) -> None:
             nonlocal y_hat, scales, means
@@ -121,12 +124,9 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
                 ds, dm = self.slices(s, y_hat, s0, m0)
                 sc, mu = s0[:, c] + ds, m0[:, c] + dm
                 q = y[:, c] + (torch.round(y[:, c] - mu) - (y[:, c] - mu)).detach()
-                y_hat = torch.cat([y_hat[:, : s * g], torch.where(where, q, y_hat[:, c]), y_hat[:, (s + 1) * g :]], 1)
-                scales = torch.cat([scales[:, : s * g], torch.where(where, sc, scales[:, c]), scales[:, (s + 1) * g :]], 1)
-                means = torch.cat([means[:, : s * g], torch.where(where, mu, means[:, c]), means[:, (s + 1) * g :]], 1)
+                y_hat, scales, means = put(y_hat, s, where, q), put(scales, s, where, sc), put(means, s, where, mu)
 
-        half(first, anchor)
-        y_hat = y_hat * anchor  # only the anchors are decoded when the second half starts
+        half(first, anchor)  # y_hat is now the anchors, 0 elsewhere: what the second pass reads
         half(self._entropy_params(hyper, y_hat), ~anchor)
         return scales, means
 
@@ -173,12 +173,8 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
             rr, cc = where[r0:r1].nonzero(as_tuple=True)
             p = torch.cat([scales[:, :, r0:r1], means[:, :, r0:r1]], dim=1)[:, :, rr, cc].unsqueeze(2)
             a = _exact_conv(POINTWISE, _fixed(p, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX), layer.p_weight, layer.bias)
-            if s > 0:  # rows r0 - halo .. r1 + halo, zero beyond the grid, and zero columns either side
-                lo, hi = max(r0 - halo, 0), min(r1 + halo, rows)
-                v = torch.zeros(1, s * g, r1 - r0 + 2 * halo, cols + 2 * halo, dtype=y_hat.dtype)
-                v[:, :, lo - (r0 - halo) : hi - (r0 - halo), halo : halo + cols] = (
-                    _fixed(y_hat[:, : s * g, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX))
-                a = a + exact_conv_at(v, layer.y_weight, None, rr, cc)
+            if s > 0:
+                a = a + exact_conv_at(fixed_band(y_hat[:, : s * g], r0, r1, halo), layer.y_weight, None, rr, cc)
             a = _fixed(torch.relu(a), ACT_FRAC_BITS).clamp(max=ACT_MAX)
             d = run_fixed_point([layer.mid, layer.out], a)
             out_s[0, :, r0 + rr, cc] = scales[0, c, r0 + rr, cc] + d[0, :g, 0]
@@ -186,4 +182,4 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
         return out_s, out_m
 
 
-__all__ = ["SliceContext", "SlicedCheckerboardHyperprior", "SliceLayers", "anchor_mask"]
+__all__ = ["SliceContext", "SlicedCheckerboardHyperprior", "SliceLayers"]

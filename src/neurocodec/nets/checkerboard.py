@@ -22,8 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from .hyperprior import (
-    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, MeanScaleHyperprior, _fixed, exact_conv_at, fixed_point_layer,
-    run_fixed_point,
+    ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, MeanScaleHyperprior, _fixed, exact_conv_at, fixed_band,
+    fixed_point_layer, run_fixed_point,
 )
 from .priors import gaussian_likelihood
 
@@ -128,7 +128,7 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         own half only); they are computed there alone and left 0 elsewhere. ``None``: everywhere."""
         layers = layers if layers is not None else self.fixed_point_context()
         (_, ctx_w, ctx_b), ep_layers = layers[0], layers[1:]
-        m, rows, cols = hyper_scales.shape[1], *hyper_scales.shape[2:]
+        rows, cols = hyper_scales.shape[2:]
         where = torch.ones(rows, cols, dtype=torch.bool) if where is None else where
         scales, means = torch.zeros_like(hyper_scales), torch.zeros_like(hyper_means)
         halo = KERNEL // 2
@@ -139,12 +139,8 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
             a_h = _fixed(h, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
             if anchors is None:
                 ctx = ctx_b.view(1, -1, 1, 1).expand(1, -1, 1, len(rr))
-            else:  # rows r0 - halo .. r1 + halo, zero beyond the grid, and zero columns either side
-                lo, hi = max(r0 - halo, 0), min(r1 + halo, rows)
-                a = torch.zeros(1, m, r1 - r0 + 2 * halo, cols + 2 * halo, dtype=anchors.dtype)
-                a[:, :, lo - (r0 - halo) : hi - (r0 - halo), halo : halo + cols] = (
-                    _fixed(anchors[:, :, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX))
-                ctx = exact_conv_at(a, ctx_w, ctx_b, rr, cc)
+            else:
+                ctx = exact_conv_at(fixed_band(anchors, r0, r1, halo), ctx_w, ctx_b, rr, cc)
             a = torch.cat([a_h, _fixed(ctx, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)], dim=1)
             p_s, p_m = (h + run_fixed_point(ep_layers, a)).chunk(2, dim=1)
             scales[0, :, r0 + rr, cc], means[0, :, r0 + rr, cc] = p_s[0, :, 0], p_m[0, :, 0]

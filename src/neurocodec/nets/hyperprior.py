@@ -287,6 +287,18 @@ POINTWISE = nn.Conv2d(1, 1, 1)
 """Stands for any 1x1 convolution in ``_exact_conv`` (it reads only stride and padding)."""
 
 
+def fixed_band(x: Tensor, r0: int, r1: int, halo: int) -> Tensor:
+    """What ``exact_conv_at`` reads for output rows r0..r1 of a convolution with zero padding
+    ``halo``: rows r0 - halo .. r1 + halo of ``x`` (1, C, rows, cols) on the 2^-8 grid and clamped
+    like every input, zero beyond the grid's edges and in ``halo`` columns either side."""
+    rows, cols = x.shape[2:]
+    lo, hi = max(r0 - halo, 0), min(r1 + halo, rows)
+    band = torch.zeros(1, x.shape[1], r1 - r0 + 2 * halo, cols + 2 * halo, dtype=x.dtype)
+    band[:, :, lo - (r0 - halo) : hi - (r0 - halo), halo : halo + cols] = (
+        _fixed(x[:, :, lo:hi], ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX))
+    return band
+
+
 def exact_conv_at(a: Tensor, w: Tensor, b: Tensor | None, rows: Tensor, cols: Tensor) -> Tensor:
     """A stride-1 convolution with zero padding of k // 2, exact like ``_exact_conv``, evaluated
     only at the output positions (``rows``, ``cols``) and only over the kernel taps that are not
