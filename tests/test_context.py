@@ -92,9 +92,15 @@ def test_a_context_model_initialised_from_a_hyperprior_starts_as_that_hyperprior
     assert torch.allclose(bits_plain, bits_ctx) and torch.allclose(x_plain, x_ctx)
 
 
-@pytest.fixture
-def context_model(install_model):
-    return install_model(_random_net(), "tiny-cb")
+@pytest.fixture(params=["checkerboard", "channel slices"])
+def context_model(request, install_model):
+    """A small checkerboard model, and one with channel slices inside its halves
+    (``test_channel_context``): what a context model's files must do holds for both."""
+    if request.param == "checkerboard":
+        return install_model(_random_net(), "tiny-cb")
+    from test_channel_context import _random_net as sliced_net
+
+    return install_model(sliced_net(), "tiny-cb-slices")
 
 
 def test_exported_context_weights_are_zero_at_the_taps_the_mask_hides(context_model):
