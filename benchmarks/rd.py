@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--held-out", type=int, default=0, metavar="N",
                    help="use only the files the trainer holds out with holdout_every=N (e.g. 16 on photos-train)")
-    p.add_argument("--effort", type=int, default=0, choices=range(len(refine.EFFORT_STEPS)),
+    p.add_argument("--effort", type=int, default=0, choices=range(len(refine.EFFORTS)),
                    help="neurocodec's encoder effort (refine.py): 0 is the fast default")
     p.add_argument("--shift", type=int, default=0, metavar="PX",
                    help="drop PX rows and columns at the top and left of every image (moves JPEG's grid "

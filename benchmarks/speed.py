@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--no-large", action="store_true", help="skip the 24 MP image (keeps the previous entry)")
     p.add_argument("--shared", action="store_true", help="record that other jobs were using the machine")
     p.add_argument("--name", default="speed", help="results file stem; only 'speed' updates the README")
-    p.add_argument("--effort", type=int, choices=(0, 1), default=0,
+    p.add_argument("--effort", type=int, choices=(0, 1, 2), default=0,
                    help="neurocodec's encoder effort (refine.py); only effort 0, the default, may write 'speed'")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("OP", "PATH"), help=argparse.SUPPRESS)
@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> dict | None:
                                not args.no_warmup, args.effort)))
         return None
     if args.effort and args.name == "speed" and not args.table_only:
-        p.error("--effort 1 needs its own --name (e.g. speed-effort1): speed.json is the default encoder's")
+        p.error("--effort 1 or 2 needs its own --name (e.g. speed-effort1): speed.json is the default encoder's")
     out_path = HERE / "results" / f"{args.name}.json"
     if args.table_only:
         write_table(json.loads(out_path.read_text()))

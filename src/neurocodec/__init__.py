@@ -40,8 +40,9 @@ def encode(
     ``target_bpp`` or ``target_psnr`` replace it with a goal: the file lands within 5 % of the bits
     per pixel or 0.2 dB of the PSNR, or a ``neurocodec.targets.TargetWarning`` says why it could not.
     ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
-    ``effort`` 0 (default, fastest) or 1: 1 searches the latents for a smaller file at the same
-    quality (``neurocodec.refine``, 10-16 times the encoding time, on the CPU); the decoder is the same.
+    ``effort`` 0 (default, fastest), 1 or 2: 1 and 2 search the latents for a smaller file at the
+    same quality (``neurocodec.refine``: one gradient step or ten, on the CPU); the decoder is
+    the same.
     """
     from . import codec, io, zoo
 

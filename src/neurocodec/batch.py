@@ -7,8 +7,8 @@ newer than its source and reads back as valid is skipped, which makes an interru
 where it stopped (outputs are written atomically, so a half-written one never exists).
 
 The same job functions run under a local process pool (``run``) or on a Ray cluster
-(``neurocodec.ray``), so both engines write identical files (at effort 0: effort 1's bytes depend
-on the thread count, which differs with the number of workers).
+(``neurocodec.ray``), so both engines write identical files (at effort 0: the search's bytes at
+efforts 1 and 2 depend on the thread count, which differs with the number of workers).
 """
 
 from __future__ import annotations

@@ -26,10 +26,9 @@ QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; high
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists (folders: redo every file).")
 THREADS = typer.Option(None, "--threads", "-t", min=1, help="Torch threads (default: torch's choice, usually all cores).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available); any device reads any file.")
-EFFORT = typer.Option(0, "--effort", "-e", min=0, max=1,  # len(refine.EFFORT_STEPS) - 1, tested; no torch import here
-                      help="Encoder effort: 1 searches the latents for a smaller file at the same quality "
-                           "(on Kodak 7.8 % fewer bits for 10-16x the encoding time, always on the CPU); "
-                           "decoding is unchanged.")
+EFFORT = typer.Option(0, "--effort", "-e", min=0, max=2,  # len(refine.EFFORTS) - 1, tested; no torch import here
+                      help="Encoder effort: 1 and 2 search the latents for a smaller file at the same quality "
+                           "(one gradient step or ten, on the CPU); decoding is unchanged.")
 ENGINE = typer.Option("local", "--engine", help="Folders: local (process pool) or ray (needs neurocodec[ray]).")
 WORKERS = typer.Option(None, "--workers", "-j", min=1, help="Folders: parallel worker processes (default: min(cores, 4)).")
 

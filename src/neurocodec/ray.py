@@ -4,7 +4,7 @@ Install with ``pip install neurocodec[ray]``. Files are read and written by the 
 real cluster the source and output folders must be on storage every node sees (NFS, a mounted
 bucket, ...); see docs/scaling.md. Each worker is an actor that loads the model once and then codes
 batches of files with the same ``encode_one`` / ``decode_one`` as the local engine, so both engines
-write identical files at effort 0 (effort 1's bytes depend on each worker's thread count). When the cluster has GPUs, each actor takes one and runs the transforms
+write identical files at effort 0 (the search's bytes at efforts 1 and 2 depend on each worker's thread count). When the cluster has GPUs, each actor takes one and runs the transforms
 there (the bitstream stays readable everywhere: the entropy model is computed exactly on the CPU).
 
 ``import ray`` below is the Ray package, not this module: imports are absolute in Python 3.

@@ -12,9 +12,11 @@ Choices, each measured on held-out photos-train crops (never on Kodak):
 
 * Rounding has no useful gradient, so the search runs on *annealed soft rounding*: each latent
   is the mix of its two neighbouring integers with weights ``softmax(-atanh(distance) / τ)``, and
-  τ falls from 0.5 to 0.05, so the relaxation ends close to the hard rounding the codec applies.
-  This is the deterministic mean of Yang et al.'s stochastic Gumbel annealing (no sampling, so
-  the result is a function of the image). Straight-through rounding gained less at the same
+  over effort 2's ten steps τ falls from 0.5 to 0.05, so the relaxation ends close to the hard
+  rounding the codec applies. This is the deterministic mean of Yang et al.'s stochastic Gumbel
+  annealing (no sampling, so the result is a function of the image). Effort 1 takes one larger
+  step at τ 0.15 instead, for a tenth of the time and about three quarters of the gain
+  (``EFFORTS``). Straight-through rounding gained less at the same
   step count and diverged with Adam.
 * Plain gradient descent on ``bits + λ · 255² · SSE / 3`` (the training loss times the pixel
   count). The gain units make the curvature of that cost in the gained latent space about the
@@ -38,6 +40,7 @@ decodes to the same pixels everywhere, because the decoder's entropy model is ex
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -48,26 +51,42 @@ from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
 from .nets.priors import gaussian_likelihood
 
-EFFORT_STEPS = (0, 10)
-"""Gradient steps per tile for effort 0 (no refinement: the amortized latents) and 1. More steps
-bought little: on held-out crops 30 steps lowered the rate-distortion cost about 1 % more than
-10, and on Kodak they gave -0.7 % BD-rate against 10 for three times the encoding time
-(benchmarks/results/kodak-effort2.json, measured when effort 2 meant 30 steps), so no effort
-level offers them."""
+class Search(NamedTuple):
+    """One effort level's search: ``steps`` gradient-descent steps of ``step_size`` on the cost in
+    bits, step t at τ = ``tau_start`` · exp(-3 t / steps), never below ``TAU_END``."""
 
-STEP_SIZE = 3e-4
-"""Gradient-descent step on the cost in bits. On six held-out crops at qualities 12-88, 10 steps
-lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e-4, τ from 0.3
-or 0.8, τ down to 0.1, or momentum 0.5 all landed within 0.5 % of that (5e-4 helps at high
-quality and hurts at low), so the search is not sensitive to these settings."""
+    steps: int
+    tau_start: float
+    step_size: float
 
-TAU_START, TAU_END = 0.5, 0.05
+
+EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.15, 2e-3), Search(10, 0.5, 3e-4))
+"""The search per effort level; effort 0 takes the amortized latents as they are.
+
+Effort 2, ten small steps with τ annealed from 0.5: on six held-out crops at qualities 12-88 they
+lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e-4, τ from 0.3 or
+0.8, τ down to 0.1, or momentum 0.5 all landed within 0.5 % of that, so the search is not
+sensitive to these settings. 30 steps lowered the cost about 1 % more than 10, and on Kodak they
+gave -0.7 % BD-rate against 10 for three times the encoding time
+(benchmarks/results/kodak-effort2.json at revision 7f8e008), so no level offers them.
+
+Effort 1, one large step at a low τ, for a tenth of effort 2's time: at τ this low the soft
+rounding is flat near integers and steep near the rounding thresholds, so the gradient moves
+mostly the latents near a threshold, each to the side the rate-distortion cost prefers. Tuned with
+photo-cb64-m224-r11 on four held-out 256x384 crops at qualities 25, 55 and 85 (the cost, against
+effort 0): one step of 3e-4 from τ 0.5 gained 0.1 %, of 6e-4 / 1e-3 / 1.5e-3 / 2e-3 / 3e-3 at
+τ 0.1 gained 1.9 / 2.6 / 3.0 / 3.2 / 3.0 %, and 2.5e-3 at τ 0.2 3.2 %, while τ 0.05 lost
+(1.2-1.7 %) and two steps at the best rates found gave at most 2.8 %. Checked on five other
+held-out crops at qualities 15, 45 and 75: 2.65 % for this setting, 2.5-2.6 % for its neighbours,
+3.45 % for effort 2."""
+
+TAU_END = 0.05
 ATANH_MAX = 0.999
 
 
 def check_effort(effort: int) -> int:
-    if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)) or not 0 <= effort < len(EFFORT_STEPS):
-        raise ValueError(f"effort must be an integer from 0 to {len(EFFORT_STEPS) - 1}, got {effort!r}")
+    if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)) or not 0 <= effort < len(EFFORTS):
+        raise ValueError(f"effort must be an integer from 0 to {len(EFFORTS) - 1}, got {effort!r}")
     return int(effort)
 
 
@@ -106,8 +125,8 @@ def _parameters(net: MeanScaleHyperprior, y: Tensor, hyper: Tensor, first: Tenso
 
 
 def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], grey: bool, y: Tensor,
-                 hyper: Tensor, level: Tensor, lam: float, steps: int, row0: int, col0: int) -> Tensor:
-    """``steps`` of the search on one tile; ``valid``: rows and columns of ``x`` inside the image
+                 hyper: Tensor, level: Tensor, lam: float, search: Search, row0: int, col0: int) -> Tensor:
+    """``search`` on one tile; ``valid``: rows and columns of ``x`` inside the image
     (the rest is padding nobody sees); ``grey``: the decoder will average the three channels."""
     h, w = valid
     target = x[:, :1, :h, :w] if grey else x[:, :, :h, :w]
@@ -117,9 +136,9 @@ def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], gr
         first = net._entropy_params(hyper, None).detach()
         anchor = anchor_mask(*y.shape[2:], row0 + col0)  # whole-image parity of (row + col)
     y = y.detach().requires_grad_(True)  # the caller's copy
-    opt = torch.optim.SGD([y], lr=STEP_SIZE)
-    for t in range(steps):
-        tau = max(TAU_START * math.exp(-3.0 * t / steps), TAU_END)
+    opt = torch.optim.SGD([y], lr=search.step_size)
+    for t in range(search.steps):
+        tau = max(search.tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
         x_hat = net.synthesis_transform(y_soft * inv_gain)[:, :, :h, :w]
@@ -138,8 +157,8 @@ def refine(
 ) -> Tensor:
     """Latents y (gained, (1, M, rows, cols) float32) refined for ``color`` (H x W x 1|3 uint8) at
     ``level``, with z's symbols ``z_int`` held; ``tile`` latent cells per tile side or ``None``."""
-    steps = EFFORT_STEPS[check_effort(effort)]
-    if steps == 0:
+    search = EFFORTS[check_effort(effort)]
+    if search is None:
         return y
     lam = rd_lambda(net, float(level[0]))
     height, width = color.shape[:2]
@@ -154,7 +173,7 @@ def refine(
                      max(0, min(sc.stop * 16, width) - sc.start * 16))
             region = (slice(None), slice(None), slice(sr.start, sr.stop), slice(sc.start, sc.stop))
             y_tile = _refine_tile(net, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region], level,
-                                  lam, steps, sr.start, sc.start)
+                                  lam, search, sr.start, sc.start)
             if torch.isfinite(y_tile).all():  # else keep the amortized latents: never a broken file
                 out[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner]
     return out
