@@ -25,7 +25,6 @@ from .hyperprior import (
     ACT_FRAC_BITS, ACT_MAX, HyperpriorConfig, MeanScaleHyperprior, _fixed, exact_conv_at, fixed_band,
     fixed_point_layer, run_fixed_point,
 )
-from .priors import gaussian_likelihood
 
 KERNEL = 5
 BAND_ROWS = 64
