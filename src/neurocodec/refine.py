@@ -15,7 +15,7 @@ Choices, each measured on held-out photos-train crops (never on Kodak):
   over effort 2's ten steps τ falls from 0.5 to 0.05, so the relaxation ends close to the hard
   rounding the codec applies. This is the deterministic mean of Yang et al.'s stochastic Gumbel
   annealing (no sampling, so the result is a function of the image). Effort 1 takes one larger
-  step at τ 0.15 instead, for a tenth of the time and about three quarters of the gain
+  step at τ 0.15 instead, for a tenth of the search time and about three quarters of the gain
   (``EFFORTS``). Straight-through rounding gained less at the same
   step count and diverged with Adam.
 * Plain gradient descent on ``bits + λ · 255² · SSE / 3`` (the training loss times the pixel
@@ -51,6 +51,7 @@ from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
 from .nets.priors import gaussian_likelihood
 
+
 class Search(NamedTuple):
     """One effort level's search: ``steps`` gradient-descent steps of ``step_size`` on the cost in
     bits, step t at τ = ``tau_start`` · exp(-3 t / steps), never below ``TAU_END``."""
@@ -68,9 +69,9 @@ lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e
 0.8, τ down to 0.1, or momentum 0.5 all landed within 0.5 % of that, so the search is not
 sensitive to these settings. 30 steps lowered the cost about 1 % more than 10, and on Kodak they
 gave -0.7 % BD-rate against 10 for three times the encoding time
-(benchmarks/results/kodak-effort2.json at revision 7f8e008), so no level offers them.
+(benchmarks/results/kodak-effort2.json as of revision 325731f), so no level offers them.
 
-Effort 1, one large step at a low τ, for a tenth of effort 2's time: at τ this low the soft
+Effort 1, one large step at a low τ, for a tenth of effort 2's search time: at τ this low the soft
 rounding is flat near integers and steep near the rounding thresholds, so the gradient moves
 mostly the latents near a threshold, each to the side the rate-distortion cost prefers. Tuned with
 photo-cb64-m224-r11 on four held-out 256x384 crops at qualities 25, 55 and 85 (the cost, against
