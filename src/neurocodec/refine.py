@@ -67,7 +67,10 @@ EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.15, 2e-3), Search(10, 0.
 Effort 2, ten small steps with τ annealed from 0.5: on six held-out crops at qualities 12-88 they
 lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e-4, τ from 0.3 or
 0.8, τ down to 0.1, or momentum 0.5 all landed within 0.5 % of that, so the search is not
-sensitive to these settings. 30 steps lowered the cost about 1 % more than 10, and on Kodak they
+sensitive to these settings. Re-checked with photo-cb64-m224-r11 on four held-out 256x384 crops
+at qualities 25, 55 and 85, after effort 1's single step was found: ten steps from τ 0.3 with
+steps of 8e-4 gained the same 4.4 %, from τ 0.2 / 0.15 with 6e-4 / 1e-3 less (4.2 / 4.1 %), and
+five or three steps from τ 0.15 3.7 / 3.0 %, so the ten steps keep their settings. 30 steps lowered the cost about 1 % more than 10, and on Kodak they
 gave -0.7 % BD-rate against 10 for three times the encoding time
 (benchmarks/results/kodak-effort2.json as of revision 325731f), so no level offers them.
 
