@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--no-large", action="store_true", help="skip the 24 MP image (keeps the previous entry)")
     p.add_argument("--shared", action="store_true", help="record that other jobs were using the machine")
     p.add_argument("--name", default="speed", help="results file stem; only 'speed' updates the README")
-    p.add_argument("--effort", type=int, choices=(0, 1, 2), default=0,
+    p.add_argument("--effort", type=int, choices=(0, 1, 2), default=0,  # refine.EFFORTS; no torch import here
                    help="neurocodec's encoder effort (refine.py); only effort 0, the default, may write 'speed'")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--child", nargs=2, metavar=("OP", "PATH"), help=argparse.SUPPRESS)

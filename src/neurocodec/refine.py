@@ -16,8 +16,8 @@ Choices, each measured on held-out photos-train crops (never on Kodak):
   rounding the codec applies. This is the deterministic mean of Yang et al.'s stochastic Gumbel
   annealing (no sampling, so the result is a function of the image). Effort 1 takes one larger
   step at τ 0.15 instead, for a tenth of the search time and about three quarters of the gain
-  (``EFFORTS``). Straight-through rounding gained less at the same
-  step count and diverged with Adam.
+  (``EFFORTS``). Straight-through rounding gained less at the same step count and diverged with
+  Adam.
 * Plain gradient descent on ``bits + λ · 255² · SSE / 3`` (the training loss times the pixel
   count). The gain units make the curvature of that cost in the gained latent space about the
   same at every λ, so one step size serves every quality; Adam's per-element steps move every
@@ -70,9 +70,10 @@ lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e
 sensitive to these settings. Re-checked with photo-cb64-m224-r11 on four held-out 256x384 crops
 at qualities 25, 55 and 85, after effort 1's single step was found: ten steps from τ 0.3 with
 steps of 8e-4 gained the same 4.4 %, from τ 0.2 / 0.15 with 6e-4 / 1e-3 less (4.2 / 4.1 %), and
-five or three steps from τ 0.15 3.7 / 3.0 %, so the ten steps keep their settings. 30 steps lowered the cost about 1 % more than 10, and on Kodak they
-gave -0.7 % BD-rate against 10 for three times the encoding time
-(benchmarks/results/kodak-effort2.json as of revision 325731f), so no level offers them.
+five or three steps from τ 0.15 3.7 / 3.0 %, so the ten steps keep their settings. 30 steps
+lowered the cost about 1 % more than 10, and on Kodak they gave -0.7 % BD-rate against 10 for
+three times the encoding time (benchmarks/results/kodak-effort2.json as of revision 325731f), so
+no level offers them.
 
 Effort 1, one large step at a low τ, for a tenth of effort 2's search time: at τ this low the soft
 rounding is flat near integers and steep near the rounding thresholds, so the gradient moves
