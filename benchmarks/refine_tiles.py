@@ -28,15 +28,12 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
 from neurocodec import codec, io, tiling, zoo  # noqa: E402
+from neurocodec.metrics import psnr  # noqa: E402
+from neurocodec.train.data import image_files, split  # noqa: E402
 from provenance import git_revision  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
 QUALITIES = (25, 50, 75)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean()
-    return float(10 * np.log10(255**2 / mse))
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,8 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.set_num_threads(args.threads)
     model = zoo.load(args.model)
-    files = sorted(p for p in args.folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    files = files[:: args.held_out][: args.images]
+    files = split(image_files(args.folder), args.held_out)[1][: args.images]
     start, rows = time.time(), []
     for f in files:
         full = io.load(f)
