@@ -172,7 +172,7 @@ def refine(
         out = y.clone()
         z = torch.from_numpy(z_int).float()[None]
         hyper = net.h_s(z * net.interpolate(net.inv_hyper_gain, level)).detach()
-        for sr, sc in tiling.grid(rows, cols, tile):
+        for sr, sc in tiling.grid(rows, cols, tile, tiling.REFINE_HALO):
             x = tiling.pixel_tile(color, sr, sc)  # the pixels g_a saw, edge-extended alike
             valid = (max(0, min(sr.stop * 16, height) - sr.start * 16),  # 0: a tile of padding only
                      max(0, min(sc.stop * 16, width) - sc.start * 16))
