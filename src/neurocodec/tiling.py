@@ -49,9 +49,9 @@ REFINE_HALO = SYNTHESIS_HALO
 """The same for the encoder's latent search (``refine``, efforts 1 and 2), which is not exact at a
 tile's edge: the cost it descends reaches through g_s (5 latents) and the context model, and a
 halo cuts both off. With g_a's 2 latents, held-out crops searched in forced 16-latent tiles came
-out 0.31 % larger than searched whole (one 3.6 %); with 5 they came out byte-identical
-(``benchmarks/refine_tiles.py``), for about 15 % more search time on a tiled 5-megapixel image.
-Only effort 1 and 2 files of images above ``UNTILED_MAX`` change; effort 0 has no search."""
+out 0.31 % larger than searched whole (one of twelve 3.6 %); with 5, byte-identical, and a
+2560x1920 effort-1 encode took 11 % longer (``benchmarks/refine_tiles.py``). Only effort 1 and 2
+files of images above ``UNTILED_MAX`` change; effort 0 has no search."""
 
 UNTILED_MAX = 96 * 96
 """Latent grids up to this many cells (about 2.4 megapixels) are coded in one piece."""
