@@ -30,23 +30,18 @@ sys.path.insert(0, str(HERE))
 import neurocodec  # noqa: E402
 from neurocodec import codec, tiling, zoo  # noqa: E402
 from conftest import photo_like  # noqa: E402
+from memory import peak_above_start  # noqa: E402
 from provenance import git_revision  # noqa: E402
-
-
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def measure(h: int, w: int) -> dict:
     model = zoo.load()
     data = neurocodec.encode(photo_like(h, w, seed=1), quality=75)
-    Path("/proc/self/clear_refs").write_text("5")
-    before = _status("VmRSS:")
-    codec.decode(data)
-    peak = _status("VmHWM:") - before
+    with peak_above_start() as measured:
+        codec.decode(data)
+    if measured.bytes is None:
+        raise RuntimeError("decode_memory.py needs Linux' /proc/self/clear_refs and VmHWM")
+    peak = measured.bytes
     hp, wp = -(-h // 64) * 64, -(-w // 64) * 64
     return {"height": h, "width": w, "peak_bytes": peak, "bytes_per_padded_pixel": peak / (hp * wp),
             "tiled": tiling.auto_tile(hp // 16, wp // 16) is not None,

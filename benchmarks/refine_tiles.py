@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE))
 from neurocodec import codec, io, tiling, zoo  # noqa: E402
 from neurocodec.metrics import psnr  # noqa: E402
 from neurocodec.train.data import image_files, split  # noqa: E402
+from memory import peak_above_start  # noqa: E402
 from provenance import git_revision  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
@@ -38,8 +39,9 @@ QUALITIES = (25, 50, 75)
 
 
 def time_large(path: Path, model, args) -> dict:
-    """The search's time on the codec's own 64-latent tiles per halo: ``path`` resized to
-    2560x1920 (4.9 MP, 160x120 latents, six tiles), quality 50, the best of two encodes."""
+    """The search's time and memory on the codec's own 64-latent tiles per halo: ``path`` resized
+    to 2560x1920 (4.9 MP, 160x120 latents, six tiles), quality 50, the best of two encodes; the
+    peak is the resident memory's high-water mark above what the process held before the encode."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -47,13 +49,17 @@ def time_large(path: Path, model, args) -> dict:
     shipped, out = tiling.REFINE_HALO, {"source": path.name, "size": [1920, 2560], "quality": 50, "by_halo": {}}
     for halo in args.halos:
         tiling.REFINE_HALO = halo
-        times = []
+        times, peaks = [], []
         for _ in range(2):
-            t = time.perf_counter()
-            data = codec.encode(pic, 50, model, effort=args.effort).data
-            times.append(time.perf_counter() - t)
-        out["by_halo"][str(halo)] = {"seconds": round(min(times), 2), "bytes": len(data)}
-        print(f"2560x1920 at halo {halo}: {min(times):.2f} s, {len(data)} bytes", flush=True)
+            with peak_above_start() as peak:
+                t = time.perf_counter()
+                data = codec.encode(pic, 50, model, effort=args.effort).data
+                times.append(time.perf_counter() - t)
+            peaks.append(peak.bytes)
+        peak = None if None in peaks else max(peaks)
+        out["by_halo"][str(halo)] = {"seconds": round(min(times), 2), "bytes": len(data), "peak_bytes": peak}
+        print(f"2560x1920 at halo {halo}: {min(times):.2f} s, {len(data)} bytes, peak "
+              f"{'?' if peak is None else f'{peak / 2**30:.2f} GiB'} above the process' start", flush=True)
     tiling.REFINE_HALO = shipped
     return out
 

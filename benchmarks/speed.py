@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
+from memory import peak_rss  # noqa: E402
 from provenance import git_revision  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
@@ -48,18 +48,6 @@ QUALITY = 75
 PILLOW = {"jpeg": ("JPEG", {"quality": 75}), "webp": ("WEBP", {"quality": 75, "method": 6}),
           "avif": ("AVIF", {"quality": 60, "speed": 4})}
 START, END = "<!-- speed-table:start -->", "<!-- speed-table:end -->"
-
-
-def peak_rss() -> int:
-    """Peak resident set size of this process in bytes: VmHWM from /proc, because getrusage's
-    ru_maxrss survives exec and so starts at the RSS of the parent that forked the child."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: an upper bound
 
 
 def _timed(fn, repeats: int) -> list[float]:
