@@ -11,11 +11,11 @@ byte against ``neurocodec.encode``. Reports bytes and PSNR per path and the BD-r
 float (PCHIP, as ``benchmarks/rd.py``), and how far the exact path's pixels move when g_s runs
 in float64 instead of float32 (what other hardware's float rounding may do). Writes ``benchmarks/results/exact_cost.json``.
 
-It handles models without a context model only (one pass, all of y in the ``Y`` stream): the
-result file was measured with ``photo-hp64``, which shipped until 0.2.0, and runs again at the
-revision it names. Every shipped photo model now has a checkerboard context, whose second pass
-this script does not model, so it refuses them; ``synthesis_rounding.py`` measures the float64
-g_s part for any photo model.
+For a checkerboard model (with or without channel slices) the exact path is the codec's own
+passes (``codec._encode_y``: h_s, the context and the slices on the fixed-point grid), checked
+stream for stream against ``neurocodec.encode``; the float path is the float32 network as
+trained (``two_pass_parameters``: each half and slice rounded around its own float means before
+the next reads it), coded in the same two halves. The result file names the model it measured.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 
 from neurocodec import codec, container, io, metrics, zoo  # noqa: E402
 from neurocodec.container import Stream  # noqa: E402
-from neurocodec.nets.checkerboard import CheckerboardHyperprior  # noqa: E402
+from neurocodec.nets.checkerboard import CheckerboardHyperprior, anchor_mask  # noqa: E402
 from neurocodec.nets.inference import transforms  # noqa: E402
 from provenance import git_revision  # noqa: E402
 from rd import DEFAULT_DIR, bd_rate  # noqa: E402
@@ -51,6 +51,27 @@ def code_y(model, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor) ->
     return len(y_stream) + len(esc), residual + means.double(), y_stream
 
 
+def code_checkerboard(model, y: torch.Tensor, z_t: torch.Tensor, level: torch.Tensor, real) -> dict:
+    """{path: (y bytes, y_hat float64)} of a checkerboard model's exact passes and of its float32
+    network, both really entropy-coded in two halves (anchors, then the rest)."""
+    net, coder = model.net, model.y_coder
+    scales, means = codec._entropy_parameters(model, z_t[0].numpy(), level, "auto")
+    streams, exact_hat = codec._encode_y(model, y, scales, means)
+    for kind, stream in streams:
+        if stream != real.stream(kind):
+            raise RuntimeError(f"the exact path does not reproduce neurocodec.encode's {kind.name} stream")
+    hyper = net.h_s(z_t.float() * net.interpolate(net.inv_hyper_gain, level))
+    anchor = anchor_mask(*y.shape[2:])
+    f_s, f_m = net.two_pass_parameters(y, hyper, net._entropy_params(hyper, None), anchor)
+    residual = torch.round(y.double() - f_m.double())
+    float_bytes = 0
+    for half in (anchor, ~anchor):
+        symbols, esc = coder.encode_parts([(residual[0][:, half].numpy().astype(np.int64),
+                                            coder.scale_index(f_s[0][:, half].double().numpy()))])
+        float_bytes += len(symbols) + len(esc)
+    return {"exact": (sum(len(d) for _, d in streams), exact_hat), "float": (float_bytes, residual + f_m.double())}
+
+
 @torch.inference_mode()
 def measure(model, net64, pic, quality: int, tf) -> dict:
     net = model.net
@@ -62,17 +83,21 @@ def measure(model, net64, pic, quality: int, tf) -> dict:
     z_bytes = len(model.z_coder.encode(z_int))
     z_t = torch.from_numpy(z_int)[None]
 
-    exact_s, exact_m = net.entropy_parameters(z_t, level)
-    float_s, float_m = net.h_s(z_t.float() * net.interpolate(net.inv_hyper_gain, level)).chunk(2, dim=1)
-
     data = codec.encode(pic, quality, model).data
     real = container.unpack(data)
     header = len(data) - sum(len(d) for _, d in real.streams)
     out = {"quality": quality}
-    for name, (s, m) in (("exact", (exact_s, exact_m)), ("float", (float_s, float_m))):
-        y_bytes, y_hat, y_stream = code_y(model, y, s, m)
-        if name == "exact" and y_stream != real.stream(Stream.Y):
-            raise RuntimeError("the exact path does not reproduce neurocodec.encode's y stream")
+    coded = code_checkerboard(model, y, z_t, level, real) if isinstance(net, CheckerboardHyperprior) else None
+    if coded is None:
+        exact_s, exact_m = net.entropy_parameters(z_t, level)
+        float_s, float_m = net.h_s(z_t.float() * net.interpolate(net.inv_hyper_gain, level)).chunk(2, dim=1)
+    for name in ("exact", "float"):
+        if coded is not None:
+            y_bytes, y_hat = coded[name]
+        else:
+            y_bytes, y_hat, y_stream = code_y(model, y, *((exact_s, exact_m) if name == "exact" else (float_s, float_m)))
+            if name == "exact" and y_stream != real.stream(Stream.Y):
+                raise RuntimeError("the exact path does not reproduce neurocodec.encode's y stream")
         pixels = codec._synthesis(tf, y_hat.float(), level, pic.height, pic.width, "RGB", "auto")
         total = header + z_bytes + y_bytes
         out[name] = {"bytes": total, "bpp": 8 * total / (pic.width * pic.height),
@@ -95,9 +120,6 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     qualities = [int(q) for q in args.qualities.split(",")]
     model = zoo.load(args.model)
-    if isinstance(getattr(model, "net", None), CheckerboardHyperprior):
-        raise SystemExit(f"{args.model} has a context model, which exact_cost.py does not handle (see its docstring); "
-                         "benchmarks/synthesis_rounding.py measures the float64 g_s part for it")
     net64 = copy.deepcopy(model.net).double()
     tf = transforms(model.net, "cpu")
     paths = sorted(args.folder.glob("*.png"))[: args.limit]
