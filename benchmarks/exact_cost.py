@@ -3,14 +3,16 @@
     python benchmarks/exact_cost.py [DIR] [--qualities 12,50,88] [--limit N]
 
 For every image and quality, the same y and z (one g_a and h_a pass) are coded twice, with the
-same tables and coder: once with the parameters the codec uses (fixed-point h_s, exact in
-float64) and once with the float32 h_s the model was trained with (not reproducible across
-machines, so not a usable codec: this is the "before"). Both are really entropy-coded; PSNR
-comes from each path's own y_hat through g_s. The exact path's y stream is checked byte for
-byte against ``neurocodec.encode``. Reports bytes and PSNR per path and the BD-rate of exact vs
-float (PCHIP, as ``benchmarks/rd.py``), and how far the exact path's pixels move when g_s runs
-in float64 instead of float32 (what other hardware's float rounding may do). Writes ``benchmarks/results/exact_cost.json``.
+same tables and coder: once with the entropy parameters the codec uses (fixed-point h_s, context
+and slices, exact in float64) and once with the float32 network the model was trained with (not
+reproducible across machines, so not a usable codec: this is the "before"). Both are really
+entropy-coded; PSNR comes from each path's own y_hat through g_s. The exact path's y streams are
+checked byte for byte against ``neurocodec.encode``. Reports bytes and PSNR per path and the
+BD-rate of exact vs float (PCHIP, as ``benchmarks/rd.py``), and how far the exact path's pixels
+move when g_s runs in float64 instead of float32 (what other hardware's float rounding may do).
+Writes ``benchmarks/results/exact_cost.json``.
 
+For a model without context the float path is the float32 h_s's parameters, one ``Y`` stream.
 For a checkerboard model (with or without channel slices) the exact path is the codec's own
 passes (``codec._encode_y``: h_s, the context and the slices on the fixed-point grid), checked
 stream for stream against ``neurocodec.encode``; the float path is the float32 network as

@@ -10,6 +10,7 @@ fallback elsewhere, and an upper bound there. Imports nothing heavy, like ``prov
 from __future__ import annotations
 
 import resource
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,10 @@ def status(field: str) -> int | None:
 def peak_rss() -> int:
     """Peak resident set size of this process so far, in bytes."""
     high = status("VmHWM:")
-    return high if high is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if high is not None:
+        return high
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss if sys.platform == "darwin" else maxrss * 1024  # bytes on macOS, KiB elsewhere
 
 
 @dataclass
@@ -42,14 +46,17 @@ class Peak:
 @contextmanager
 def peak_above_start() -> Iterator[Peak]:
     """``with peak_above_start() as p: work()`` sets ``p.bytes`` to the most memory ``work`` held
-    at once beyond what the process already held."""
+    at once beyond what the process held before it. It restarts the process' high-water mark, so
+    ``peak_rss`` afterwards no longer gives the lifetime peak, and it does not nest. Memory that
+    earlier work freed but the allocator kept counts as held before, so a peak measured after
+    other work can come out low: measure in a fresh process where that matters."""
     peak = Peak()
     try:
         Path("/proc/self/clear_refs").write_text("5")
+        restarted = True
     except OSError:
-        yield peak
-        return
-    before = status("VmRSS:")
+        restarted = False
+    before = status("VmRSS:") if restarted else None
     yield peak
-    high = status("VmHWM:")
+    high = status("VmHWM:") if restarted else None
     peak.bytes = None if high is None or before is None else high - before

@@ -3,13 +3,14 @@
     python benchmarks/refine_tiles.py [DIR] [--halos 2 3 4 5] [--images 4] [--tile 16] [--effort 1] [--no-large]
 
 Images above ~2.4 MP are refined tile by tile, each tile with ``tiling.REFINE_HALO`` latents of
-halo; near a tile's edge a narrower halo than the reach of g_s and of the context model shows the
-search an approximate cost. At effort 0 tiling changes nothing (``speed.py``'s seams: the files
+halo; near a tile's edge a halo narrower than the reach of g_s (5 latents) and of the context
+model (2 x slices, 8 for the shipped model) shows the search an approximate cost. At effort 0 tiling changes nothing (``speed.py``'s seams: the files
 are byte-identical), so coding the same picture whole and in forced small tiles at effort 1
 isolates what each halo costs the search. Small tiles (16 latents, 256 pixels) put far more of
 each picture near an edge than the codec's 64-latent tiles do, so this is an upper bound. Uses
 the held-out photos' top-left 768x512 crops (never Kodak); then, for what each halo costs in
-time, encodes the first of them resized to 2560x1920 on the codec's own tiles. Writes
+time and memory, encodes the first of them resized to 2560x1920 on the codec's own tiles, in a
+fresh process per halo and round. Writes
 ``benchmarks/results/refine_tiles.json``.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,29 +40,50 @@ DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
 QUALITIES = (25, 50, 75)
 
 
-def time_large(path: Path, model, args) -> dict:
-    """The search's time and memory on the codec's own 64-latent tiles per halo: ``path`` resized
-    to 2560x1920 (4.9 MP, 160x120 latents, six tiles), quality 50, the best of two encodes; the
-    peak is the resident memory's high-water mark above what the process held before the encode."""
+LARGE = (1920, 2560)
+
+
+def large_child(path: Path, halo: int, args) -> dict:
+    """In a fresh process: ``path`` resized to 2560x1920 (4.9 MP, 120x160 latents, six tiles)
+    encoded twice at quality 50 with this search halo; the best time, and the resident memory's
+    high-water mark above what the process held once the model and the picture were loaded."""
     from PIL import Image
 
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model = zoo.load(args.model)
     with Image.open(path) as im:
-        pic = io.Picture(np.asarray(im.convert("RGB").resize((2560, 1920), Image.LANCZOS)).copy(), None)
-    shipped, out = tiling.REFINE_HALO, {"source": path.name, "size": [1920, 2560], "quality": 50, "by_halo": {}}
-    for halo in args.halos:
-        tiling.REFINE_HALO = halo
-        times, peaks = [], []
+        pic = io.Picture(np.asarray(im.convert("RGB").resize(LARGE[::-1], Image.LANCZOS)).copy(), None)
+    tiling.REFINE_HALO = halo  # read by refine.refine at each call; this process does nothing else
+    times = []
+    with peak_above_start() as peak:
         for _ in range(2):
-            with peak_above_start() as peak:
-                t = time.perf_counter()
-                data = codec.encode(pic, 50, model, effort=args.effort).data
-                times.append(time.perf_counter() - t)
-            peaks.append(peak.bytes)
-        peak = None if None in peaks else max(peaks)
-        out["by_halo"][str(halo)] = {"seconds": round(min(times), 2), "bytes": len(data), "peak_bytes": peak}
-        print(f"2560x1920 at halo {halo}: {min(times):.2f} s, {len(data)} bytes, peak "
-              f"{'?' if peak is None else f'{peak / 2**30:.2f} GiB'} above the process' start", flush=True)
-    tiling.REFINE_HALO = shipped
+            t = time.perf_counter()
+            data = codec.encode(pic, 50, model, effort=args.effort).data
+            times.append(time.perf_counter() - t)
+    return {"seconds": min(times), "bytes": len(data), "peak_bytes": peak.bytes}
+
+
+def time_large(path: Path, args) -> dict:
+    """``large_child`` per halo, in two rounds (the halos in order, then reversed, so a drift in
+    the machine's speed does not favour either end); the best time and the largest peak."""
+    runs: dict[int, list[dict]] = {h: [] for h in args.halos}
+    for order in (args.halos, args.halos[::-1]):
+        for halo in order:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--large-child", str(halo), str(path),
+                   "--model", args.model, "--effort", str(args.effort), "--threads", str(args.threads)]
+            res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            runs[halo].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            r = runs[halo][-1]
+            peak = "?" if r["peak_bytes"] is None else f"{r['peak_bytes'] / 2**30:.2f} GiB"
+            print(f"2560x1920 at halo {halo}: {r['seconds']:.2f} s, {r['bytes']} bytes, peak {peak}", flush=True)
+    out = {"source": path.name, "size": list(LARGE), "quality": 50, "fresh_process_per_run": True, "by_halo": {}}
+    for halo, rs in runs.items():
+        peaks = [r["peak_bytes"] for r in rs]
+        out["by_halo"][str(halo)] = {"seconds": round(min(r["seconds"] for r in rs), 2),
+                                     "seconds_runs": [round(r["seconds"], 2) for r in rs], "bytes": rs[0]["bytes"],
+                                     "peak_bytes": None if None in peaks else max(peaks)}
     return out
 
 
@@ -77,7 +100,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=zoo.DEFAULT_MODEL)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "refine_tiles.json")
+    ap.add_argument("--large-child", nargs=2, metavar=("HALO", "PATH"), help=argparse.SUPPRESS)  # internal
     args = ap.parse_args(argv)
+    if args.large_child:
+        print(json.dumps(large_child(Path(args.large_child[1]), int(args.large_child[0]), args)))
+        return {}
 
     import torch
 
@@ -94,16 +121,18 @@ def main(argv: list[str] | None = None) -> dict:
             row = {"image": f.name, "quality": q, "whole_bytes": b0, "whole_psnr": p0, "tiled": {}}
             for halo in args.halos:
                 tiling.REFINE_HALO = halo  # read by refine.refine at each call
-                e = codec.encode(pic, q, model, reconstruct=True, tile=args.tile, effort=args.effort)
+                try:
+                    e = codec.encode(pic, q, model, reconstruct=True, tile=args.tile, effort=args.effort)
+                finally:
+                    tiling.REFINE_HALO = shipped
                 b1, p1 = len(e.data), psnr(e.reconstruction.color, pic.pixels)
                 row["tiled"][str(halo)] = {"bytes": b1, "psnr": p1, "bytes_percent": 100 * (b1 / b0 - 1),
                                            "psnr_delta_db": p1 - p0}
-            tiling.REFINE_HALO = shipped
             rows.append(row)
             print(f"{f.name} q{q}: {b0} bytes whole; tiled, by halo: " + ", ".join(
                 f"{h}: {t['bytes_percent']:+.2f} % {t['psnr_delta_db']:+.3f} dB" for h, t in row["tiled"].items()),
                 flush=True)
-    large = time_large(files[0], model, args) if args.large else None
+    large = time_large(files[0], args) if args.large else None
     by_halo = {}
     for halo in map(str, args.halos):
         cells = [r["tiled"][halo] for r in rows]

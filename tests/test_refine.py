@@ -108,7 +108,7 @@ def test_a_tile_of_padding_only_is_searched_on_no_pixels(model, monkeypatch):
     seen = []
     search = refine._refine_tile
     monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, *a: seen.append(valid) or search(net, x, valid, *a))
-    small = Picture(photo_like(65, 64))  # 80 rows of latent grid cells: the last one is padding only
+    small = Picture(photo_like(65, 64))  # 8 rows of latent cells (128 pixels): the last three are padding
     enc = codec.encode(small, 50, zoo.load(), reconstruct=True, tile=1, effort=1)
     assert min(min(v) for v in seen) == 0 and all(v[0] >= 0 and v[1] >= 0 for v in seen)
     np.testing.assert_array_equal(codec.decode(enc.data, tile=1).pixels, enc.reconstruction.pixels)
@@ -121,13 +121,13 @@ def test_tiled_search_keeps_each_tiles_interior_and_still_pays(model, pic):
     assert searched < base
 
 
-@pytest.mark.parametrize("quality", [50, 75])
-def test_a_tiled_search_finds_the_whole_images_file(model, pic, quality):
-    """With the search's halo as wide as g_s's reach, 2-latent tiles see the cost the whole image
-    does: the file matches the untiled search's up to float order (a 2-latent halo: 1.3 % larger
-    at quality 75)."""
-    whole = codec.encode(pic, quality, model, reconstruct=True, effort=1)
-    tiled = codec.encode(pic, quality, model, reconstruct=True, tile=2, effort=1)
+def test_a_tiled_search_finds_the_whole_images_file(model):
+    """With the search's halo as wide as g_s's reach, 4-latent tiles see the cost the whole image
+    does: the file matches the untiled search's up to float order. Measured on this picture: 0 %
+    and 0.000 dB; with the 2-latent halo of 0.14.0, 3.4 % larger."""
+    pic = Picture(photo_like(256, 384, seed=3))  # 16 x 24 latents: 24 tiles, most of them inside
+    whole = codec.encode(pic, 75, model, reconstruct=True, effort=1)
+    tiled = codec.encode(pic, 75, model, reconstruct=True, tile=4, effort=1)
     assert abs(len(tiled.data) / len(whole.data) - 1) < 0.005
     assert abs(metrics.psnr(tiled.reconstruction.color, pic.color) - metrics.psnr(whole.reconstruction.color, pic.color)) < 0.01
 
