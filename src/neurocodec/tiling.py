@@ -50,8 +50,9 @@ REFINE_HALO = SYNTHESIS_HALO
 tile's edge: the cost it descends reaches through g_s (5 latents) and the context model, and a
 halo cuts both off. With g_a's 2 latents, held-out crops searched in forced 16-latent tiles came
 out 0.31 % larger than searched whole (one of twelve 3.6 %); with 5, byte-identical, and a
-2560x1920 effort-1 encode took 11 % longer (``benchmarks/refine_tiles.py``). Only effort 1 and 2
-files of images above ``UNTILED_MAX`` change; effort 0 has no search."""
+2560x1920 effort-1 encode took 9 % longer and 11 % more memory (``benchmarks/refine_tiles.py``).
+The sliced context reaches 2 x slices latents, further than 5, but what it adds past 5 measured
+nothing. Only effort 1 and 2 files of images above ``UNTILED_MAX`` change; effort 0 has no search."""
 
 UNTILED_MAX = 96 * 96
 """Latent grids up to this many cells (about 2.4 megapixels) are coded in one piece."""
