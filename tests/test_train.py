@@ -156,3 +156,47 @@ def test_a_decoder_only_leg_adds_synthesis_blocks_and_trains_nothing_else(images
         same = torch.equal(state[name], value.float())
         assert same != name.startswith("g_s."), name  # g_s moved, nothing else did
     assert any(k.startswith("synthesis_blocks.") and v.abs().sum() > 0 for k, v in state.items() if "conv2" in k)
+
+
+def test_interrupting_the_held_out_evaluation_keeps_the_checkpoint_and_logs_no_figures(images, tmp_path, monkeypatch):
+    from neurocodec.train import trainer
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "evaluate", interrupted)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
+                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}}))
+    run = tmp_path / "run"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "2"])
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2] and not any("holdout" in r for r in records)
+    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 2
+
+
+def test_ctrl_c_ends_training_after_the_current_step_with_a_checkpoint(images, tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from neurocodec.train import data
+
+    sample = data.CropSampler.sample
+    calls = []
+
+    def sample_then_interrupt(self, n):
+        calls.append(n)
+        if len(calls) == 2:  # Ctrl-C during the second step
+            os.kill(os.getpid(), signal.SIGINT)
+        return sample(self, n)
+
+    monkeypatch.setattr(data.CropSampler, "sample", sample_then_interrupt)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
+                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}}))
+    run = tmp_path / "run"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "50"])
+    assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 2
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 2] and "holdout" in records[-1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back

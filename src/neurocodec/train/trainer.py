@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -202,10 +203,18 @@ def train(
     save()
     save_portable(model, step, out / "portable.safetensors")
     if held_files:
-        record = {"step": step, "holdout": evaluate(model, held_files, dev)}
-        if model.config.context != "none":  # what the context saves: every latent coded as an anchor
-            record["holdout_without_context"] = evaluate(model, held_files, dev, use_context=False)
-        log.write(json.dumps(record) + "\n")
+        # The checkpoint is safe by now; the held-out figures take minutes on a CPU, so a stopped
+        # run says what it is doing, and a second Ctrl-C skips them instead of ending in a traceback.
+        if stop.raised:
+            print(f"stopped at step {step:,}, checkpoint saved in {out}; measuring the held-out split "
+                  "(Ctrl-C again to skip)", file=sys.stderr, flush=True)
+        try:
+            record = {"step": step, "holdout": evaluate(model, held_files, dev)}
+            if model.config.context != "none":  # what the context saves: every latent coded as an anchor
+                record["holdout_without_context"] = evaluate(model, held_files, dev, use_context=False)
+            log.write(json.dumps(record) + "\n")
+        except KeyboardInterrupt:
+            print(f"held-out figures skipped; checkpoint of step {step:,} in {out}", file=sys.stderr)
     log.close()
     return ckpt_path
 
