@@ -42,7 +42,7 @@ def encode(
     ``device`` ("cpu" or "cuda") runs the transforms; the default is CUDA when torch sees a GPU.
     ``effort`` 0 (default, fastest), 1 or 2: 1 and 2 search the latents for a smaller file at the
     same quality (``neurocodec.refine``, on the CPU: one gradient step, on Kodak 5.4 % fewer bits
-    for about 3 times the encoding time, or ten, about 7 % for about 20 times); the decoder is the same.
+    for about 3 times the encoding time, or ten, 6.9 % for about 20 times); the decoder is the same.
     """
     from . import codec, io, zoo
 
