@@ -22,15 +22,23 @@ def images(tmp_path):
     return folder
 
 
+TINY = {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}
+
+
+def _tiny_train(images, tmp_path, model: dict, steps: int):
+    """Train ``model`` (or resume it) to ``steps`` in ``tmp_path/run``; returns (config, run)."""
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5, "model": model}))
+    run = tmp_path / "run"
+    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu",
+                "--steps", str(steps)])
+    return cfg, run
+
+
 @pytest.mark.parametrize("context", ["none", "checkerboard"])
 def test_training_resumes_from_its_checkpoint_and_exports_a_working_model(images, tmp_path, monkeypatch, context):
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
-                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": context}}))
-    run = tmp_path / "run"
-    args = ["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu"]
-    train_main(args + ["--steps", "2"])
-    train_main(args + ["--steps", "4"])
+    _tiny_train(images, tmp_path, {**TINY, "context": context}, steps=2)
+    _, run = _tiny_train(images, tmp_path, {**TINY, "context": context}, steps=4)
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4]  # resumed at 2, not restarted
     holdout = [r for r in records if "holdout" in r]
@@ -77,17 +85,12 @@ def test_tampered_weights_are_refused(images, tmp_path, monkeypatch):
         zoo.load.cache_clear()
 
 
-TINY_CHECKERBOARD = {"n": 8, "m": 12, "lambdas": [0.01, 0.1], "context": "checkerboard"}
+TINY_CHECKERBOARD = {**TINY, "context": "checkerboard"}
 
 
 def _train_and_ship(images, tmp_path, *, steps, model_id):
     """Train TINY_CHECKERBOARD for ``steps`` and export it; returns (config, run, weights)."""
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
-                               "model": TINY_CHECKERBOARD}))
-    run = tmp_path / "run"
-    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu",
-                "--steps", str(steps)])
+    cfg, run = _tiny_train(images, tmp_path, TINY_CHECKERBOARD, steps)
     dest = tmp_path / "weights"
     export_main([str(run), "--model-id", model_id, "--dest", str(dest)])
     return cfg, run, dest / f"{model_id}.safetensors"
@@ -165,11 +168,7 @@ def test_interrupting_the_held_out_evaluation_keeps_the_checkpoint_and_logs_no_f
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "evaluate", interrupted)
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
-                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}}))
-    run = tmp_path / "run"
-    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "2"])
+    _, run = _tiny_train(images, tmp_path, TINY, steps=2)
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2] and not any("holdout" in r for r in records)
     assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 2
@@ -191,11 +190,7 @@ def test_ctrl_c_ends_training_after_the_current_step_with_a_checkpoint(images, t
         return sample(self, n)
 
     monkeypatch.setattr(data.CropSampler, "sample", sample_then_interrupt)
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"batch": 2, "crop": 64, "log_every": 1, "holdout_every": 5,
-                               "model": {"n": 8, "m": 12, "lambdas": [0.01, 0.1]}}))
-    run = tmp_path / "run"
-    train_main(["--config", str(cfg), "--data", str(images), "--out", str(run), "--device", "cpu", "--steps", "50"])
+    _, run = _tiny_train(images, tmp_path, TINY, steps=50)
     assert torch.load(run / "ckpt.pt", weights_only=True)["step"] == 2
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 2] and "holdout" in records[-1]
