@@ -98,3 +98,24 @@ def test_threads_and_device_options_code_the_same_bytes(png, tmp_path):
 def test_unknown_device_is_a_usage_error(png, tmp_path, capsys):
     assert main(["encode", str(png), "-o", str(tmp_path / "a.nac"), "--device", "tpu"]) == 1
     assert "cpu or cuda" in capsys.readouterr().err
+
+
+def test_encode_report_compares_sizes_when_a_psnr_is_infinite():
+    from neurocodec.cli import jpeg_verdict
+
+    assert jpeg_verdict(36.0, 1000, 34.5, 1100) == "neurocodec is +1.50 dB"
+    assert jpeg_verdict(36.0, 1000, 34.5, 900) == "JPEG cannot spend that many bytes"
+    # a flat image: quality 1's JPEG is exact and still larger than our file
+    assert jpeg_verdict(54.7, 1780, float("inf"), 4721) == "JPEG's is exact; JPEG needs 2.65x the bytes"
+    assert jpeg_verdict(float("inf"), 1000, float("inf"), 2000) == "both are exact; JPEG needs 2.00x the bytes"
+    assert jpeg_verdict(float("inf"), 1000, 60.0, 1500) == "neurocodec's is exact; JPEG needs 1.50x the bytes"
+
+
+def test_encode_of_a_flat_image_reports_no_infinite_difference(tmp_path, capsys):
+    import numpy as np
+
+    src = tmp_path / "grey.png"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(src)
+    assert main(["encode", str(src), "-o", str(tmp_path / "g.nac")]) == 0
+    out = capsys.readouterr().out
+    assert "JPEG's is exact; JPEG needs" in out and "-inf" not in out

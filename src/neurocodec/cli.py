@@ -9,6 +9,7 @@ as a source or output means standard input or output (reports then go to stderr)
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -137,13 +138,26 @@ def encode(
     jpeg = baselines.at_least(pixels, "jpeg", n)
     jp = metrics.psnr(pixels, jpeg.pixels)
     jbpp = 8 * len(jpeg.data) / (pic.width * pic.height)
-    if len(jpeg.data) >= n:
-        verdict = f"neurocodec is {p - jp:+.2f} dB"
-    else:
-        verdict = "JPEG cannot spend that many bytes"
+    verdict = jpeg_verdict(p, n, jp, len(jpeg.data))
     echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
           f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
     return 0
+
+
+def jpeg_verdict(psnr: float, size: int, jpeg_psnr: float, jpeg_size: int) -> str:
+    """The last words of encode's report: how neurocodec's file compares with the JPEG beside it.
+
+    The JPEG is the smallest one not smaller than neurocodec's file, so normally the PSNR
+    difference says it all. A flat or tiny image breaks that: even quality 1's JPEG can be larger
+    and exact (PSNR inf), and "neurocodec is -inf dB" would hide that our file is a fraction of
+    its size; there the sizes are the comparison."""
+    if jpeg_size < size:
+        return "JPEG cannot spend that many bytes"
+    if math.isinf(jpeg_psnr) or math.isinf(psnr):
+        exact = "both are exact" if math.isinf(jpeg_psnr) and math.isinf(psnr) else (
+            "JPEG's is exact" if math.isinf(jpeg_psnr) else "neurocodec's is exact")
+        return f"{exact}; JPEG needs {jpeg_size / size:.2f}x the bytes"
+    return f"neurocodec is {psnr - jpeg_psnr:+.2f} dB"
 
 
 @app.command()
