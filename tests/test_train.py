@@ -195,3 +195,28 @@ def test_ctrl_c_ends_training_after_the_current_step_with_a_checkpoint(images, t
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 2] and "holdout" in records[-1]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+
+
+def test_smooth_patches_are_flat_or_ramps_and_leave_photo_crops_untouched_when_off(images):
+    from neurocodec.train import data
+
+    files = data.image_files(images)
+    plain = data.CropSampler(files, 32, torch.device("cpu"), seed=3).sample(6)
+    again = data.CropSampler(files, 32, torch.device("cpu"), seed=3, smooth_fraction=0.0).sample(6)
+    assert torch.equal(plain, again)  # the option off draws nothing extra: old runs repeat exactly
+
+    gen = torch.Generator().manual_seed(0)
+    patches = [data.smooth_patch(32, gen) for _ in range(40)]
+    spread = [(p.amax((1, 2)) - p.amin((1, 2))).amax().item() for p in patches]  # per channel
+    flat = [p for p, s in zip(patches, spread) if s == 0]
+    ramps = [p for p, s in zip(patches, spread) if s > 0]
+    assert flat and ramps and all(p.dtype == torch.uint8 and p.shape == (3, 32, 32) for p in patches)
+    for p in ramps:  # a linear ramp of at most 48 levels: neighbours differ by at most a level or two
+        d = p.int().diff(dim=1).abs().amax().item(), p.int().diff(dim=2).abs().amax().item()
+        assert max(d) <= 2 and max(spread) <= 48
+
+    mixed = data.CropSampler(files, 32, torch.device("cpu"), seed=3, smooth_fraction=0.5).sample(40)
+    smooth = [(x.amax((1, 2)) - x.amin((1, 2))).amax().item() <= 48.5 / 255 for x in mixed]
+    assert 5 < sum(smooth) < 35
+    with pytest.raises(ValueError, match="smooth_fraction"):
+        data.CropSampler(files, 32, torch.device("cpu"), seed=3, smooth_fraction=1.0)

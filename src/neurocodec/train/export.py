@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
             "steps": step, "batch": cfg.batch, "crop": cfg.crop, "lr": cfg.lr, "decay_at": cfg.decay_at,
             **({"trainable": cfg.trainable, "blocks_lr_scale": cfg.blocks_lr_scale} if cfg.trainable else {}),
             **({"rate_rounding": cfg.rate_rounding} if cfg.rate_rounding != "noise" else {}),
+            **({"smooth_fraction": cfg.smooth_fraction} if cfg.smooth_fraction else {}),
             "loss": "bpp + lambda * 255^2 * MSE, one lambda level drawn per sample",
             "history": args.note,
         },

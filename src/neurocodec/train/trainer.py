@@ -40,6 +40,7 @@ class TrainConfig:
     blocks_lr_scale: float = 1.0  # the same for g_s's residual blocks
     trainable: list[str] | None = None  # parameter-name prefixes to train; None: all
     rate_rounding: str = "noise"  # or "straight-through": price the rounded latents (MeanScaleHyperprior.forward)
+    smooth_fraction: float = 0.0  # share of crops replaced by flat or gently shaded patches (data.smooth_patch)
     holdout_every: int = 16
     log_every: int = 200
     model: dict = field(default_factory=lambda: asdict(HyperpriorConfig()))
@@ -151,7 +152,7 @@ def train(
         torch.manual_seed(cfg.seed + step)
 
     train_files, held_files = split(image_files(cfg.data), cfg.holdout_every)
-    sampler = CropSampler(train_files, cfg.crop, dev, seed=cfg.seed + step)
+    sampler = CropSampler(train_files, cfg.crop, dev, seed=cfg.seed + step, smooth_fraction=cfg.smooth_fraction)
     lambdas = torch.tensor(model.config.lambdas, device=dev)
     levels = model.config.levels
     log = (out / "log.jsonl").open("a")
