@@ -20,7 +20,6 @@ Writes ``benchmarks/results/ceiling-MODEL.json`` with the command, git revision 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from neurocodec import zoo  # noqa: E402
 from neurocodec.nets.priors import gaussian_likelihood  # noqa: E402
 from neurocodec.train.data import evaluation_images, image_files, split  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
 
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     rows = ceiling(model, images)
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         "model": {"id": args.model, "weights_sha256": model.card["sha256"]},
@@ -104,10 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(time.perf_counter() - start, 1),
         "levels": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1) + "\n")
-    tmp.replace(args.out)
+    write_result(args.out, result)
     print(f"wrote {args.out}")
 
 

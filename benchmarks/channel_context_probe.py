@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,7 @@ from neurocodec.nets.priors import gaussian_likelihood  # noqa: E402
 from neurocodec.train.data import CropSampler, evaluation_images, image_files, split  # noqa: E402
 from neurocodec.train.export import trainable_state  # noqa: E402
 from neurocodec.train.trainer import save_portable  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, write_result  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
 
@@ -154,7 +153,7 @@ def main() -> None:
                     "y_rate_change_percent": round(100 * (s / b - 1), 2)} for i, (b, s) in enumerate(zip(base, sliced))],
         "training_log": log,
     }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     for row in result["levels"]:
         print(row)
 

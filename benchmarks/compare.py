@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 from rd import bd_rate, bd_rate_ms_ssim  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     overlap = [max(min(x["psnr"] for x in a), min(x["psnr"] for x in b)),
                min(max(x["psnr"] for x in a), max(x["psnr"] for x in b))]
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "dataset": new["dataset"], "images": new["images"],
         "old": {"source": args.old, "model": old["model"], "git_revision": old["git_revision"]},
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
             "new": bd_rate(jpeg, b, old_range),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(f"{new['model']['id']} vs {old['model']['id']} on {new['dataset']}: BD-rate "
           f"{result['bd_rate_new_vs_old_percent']:+.1f} % (PSNR {overlap[0]:.2f}-{overlap[1]:.2f} dB), "
           f"MS-SSIM axis {result['bd_rate_ms_ssim_new_vs_old_percent']:+.1f} %; wrote {args.out}")

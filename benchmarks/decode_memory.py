@@ -31,7 +31,7 @@ import neurocodec  # noqa: E402
 from neurocodec import codec, tiling, zoo  # noqa: E402
 from conftest import photo_like  # noqa: E402
 from memory import peak_above_start  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 
 def measure(h: int, w: int) -> dict:
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         row["peak_bytes_runs"] = [r["peak_bytes"] for r in runs]
         rows.append(row)
         print(row, flush=True)
-    result = {"command": "python " + " ".join(["benchmarks/decode_memory.py", *(argv if argv is not None else sys.argv[1:])]),
+    result = {"command": command(argv),
               "git_revision": git_revision(), "threads": torch.get_num_threads(),
               "model": {"id": model.model_id, "weights_sha256": model.card["sha256"]}, "sizes": rows}
     over = [r for r in rows if r["peak_bytes"] > r["estimate_bytes"]]
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"the estimate is below the measured peak at {len(over)} size(s): raise the constants in codec.py",
               file=sys.stderr)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, indent=2)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from neurocodec import codec, container, io, metrics, zoo  # noqa: E402
 from neurocodec.container import Stream  # noqa: E402
 from neurocodec.nets.checkerboard import CheckerboardHyperprior, anchor_mask  # noqa: E402
 from neurocodec.nets.inference import transforms  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 from rd import DEFAULT_DIR, bd_rate  # noqa: E402
 
 
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     byte_ratio = [im["points"][i]["exact"]["bytes"] / im["points"][i]["float"]["bytes"] - 1
                   for im in per_image for i in range(len(qualities))]
     result = {
-        "command": "python " + " ".join(["benchmarks/exact_cost.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command(argv),
         "git_revision": git_revision(),
         "model": args.model,
         "images": len(paths),
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         "per_image": per_image,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "per_image"}, indent=2))
 
 

@@ -36,6 +36,7 @@ from neurocodec.container import Limits  # noqa: E402
 from neurocodec.errors import NacError  # noqa: E402
 
 import fuzzing  # noqa: E402
+from provenance import write_result  # noqa: E402
 
 GIB = 2**30
 HANG_SECONDS = 5.0
@@ -131,10 +132,7 @@ def main() -> None:
             "decode": {**decode.summary(), "seconds": round(seconds["decode"], 1)},
             "total_seconds": round(time.time() - started, 1),
         }
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".part")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(args.out)
+        write_result(args.out, result, indent=2)
         return result
 
     for i in range(args.container):

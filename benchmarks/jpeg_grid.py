@@ -15,7 +15,6 @@ Writes ``results/jpeg-grid-NAME.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 from rd import bd_rate  # noqa: E402
 
 from neurocodec import baselines, io, metrics  # noqa: E402
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     on_grid, off_grid = curve(kept), curve(moved)
     name = args.name or ("heldout" if args.held_out else args.dir.name)
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "dataset": args.dir.name + (f" (held-out: every {args.held_out}th file)" if args.held_out else ""),
         "images": len(files),
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bd_rate_off_vs_on_grid_percent": bd_rate(on_grid, off_grid),
     }
     out = HERE / "results" / f"jpeg-grid-{name}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(out, result)
     print(f"{result['dataset']}, {len(files)} images: JPEG needs {result['bd_rate_off_vs_on_grid_percent']:+.1f} % "
           f"rate when its grid is moved {args.shift} px off the source's; wrote {out}")
     return result

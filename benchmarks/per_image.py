@@ -12,7 +12,6 @@ how much of the loss that ceiling explains. Nothing is re-encoded: it reads the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from compare import load  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 from rd import bd_rate  # noqa: E402
 
 
@@ -53,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         })
     known = [r for r in rows if r["bd_rate_vs_jpeg_percent"] is not None]
     record = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "source": {"file": args.result, "git_revision": result["git_revision"], "model": result["model"]},
         "dataset": result["dataset"],
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Spearman rank correlation of BD-rate with top PSNR: {record['spearman_bd_rate_vs_top_psnr']:+.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        write_result(args.out, record)
     return record
 
 

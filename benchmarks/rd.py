@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import neurocodec  # noqa: E402
 from neurocodec import baselines, codec, io, metrics, refine, zoo  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "kodak"
 REFERENCE = ROOT.parent / "shared" / "reference" / "kodak-rd.json"
@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{len(images)} images from {args.dir}; model {model_id}", flush=True)
 
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_result(out / f"{name}.json", result)
     plot(result, out / f"{name}.png")
     record_history(result, name, out / "history.json")
     for c, entry in result["codecs"].items():

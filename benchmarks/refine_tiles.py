@@ -34,7 +34,7 @@ from neurocodec import codec, io, tiling, zoo  # noqa: E402
 from neurocodec.metrics import psnr  # noqa: E402
 from neurocodec.train.data import image_files, split  # noqa: E402
 from memory import peak_above_start  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, write_result  # noqa: E402
 
 DEFAULT_DIR = ROOT.parent / "shared" / "datasets" / "photos-train"
 QUALITIES = (25, 50, 75)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         "crop": [512, 768], "threads": args.threads, "seconds": round(time.time() - start, 1),
         "by_halo": by_halo, "large": large, "images": rows,
     }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     for halo, v in by_halo.items():
         print(f"halo {halo}: bytes {v['mean_bytes_percent']:+.3f} % on average, at most {v['max_bytes_percent']:+.3f} %; "
               f"PSNR within {v['max_abs_psnr_delta_db']:.3f} dB")

@@ -28,7 +28,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 from neurocodec import baselines, codec, io, metrics, papers, zoo  # noqa: E402
 from neurocodec.container import Stream, unpack  # noqa: E402
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = HERE / "results" / "seeds.json"
     result = json.loads(out.read_text()) if out.exists() else {}
     result.update({
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "torch_threads": args.threads,
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["dncnn"] = dncnn(args.data / "kodak", args.own_limit)
         result["dncnn_measured_at"] = provenance
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(out, result)
     write_doc(result, ROOT / "docs" / "seeds.md")
     update_cards(result)
     print(f"wrote {out} and docs/seeds.md")

@@ -13,7 +13,6 @@ Writes ``benchmarks/results/smooth.json`` with the command and git revision.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 from neurocodec import baselines, codec, io, metrics, zoo  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 
 def ramp(size: int, start: tuple[int, int, int], end: tuple[int, int, int], diagonal: bool) -> np.ndarray:
@@ -84,12 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{'pillow q75':<22} {row['picture']:<30} "
               + ", ".join(f"{c} {v['bytes']:,} B" for c, v in row["pillow_q75"].items()))
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": revision, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "torch_threads": args.threads, "models": models, "qualities": qualities, "pictures": rows,
     }
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(f"wrote {args.out}")
     return result
 

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(HERE))
 
 from memory import peak_rss  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 KODAK = ROOT.parent / "shared" / "datasets" / "kodak"
 PHOTOS = ROOT.parent / "shared" / "datasets" / "photos-train"
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> dict | None:
 
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": git_revision(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     for entry in result["images"].values():
         entry.setdefault("run", run)
     out_path.parent.mkdir(exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(out_path, result)
     print(f"wrote {out_path}")
     if args.name == "speed":
         write_table(result)

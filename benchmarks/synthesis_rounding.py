@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from neurocodec import codec, container, io, zoo  # noqa: E402
 from neurocodec.container import Stream  # noqa: E402
 from neurocodec.nets.inference import transforms  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 from rd import DEFAULT_DIR  # noqa: E402
 
 
@@ -81,7 +80,7 @@ def main(argv: list[str] | None = None) -> dict:
               flush=True)
     fractions = [p["fraction_differing"] for im in per_image for p in im["points"]]
     result = {
-        "command": "python " + " ".join(["benchmarks/synthesis_rounding.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": command(argv),
         "git_revision": git_revision(),
         "model": {"id": model.model_id, "weights_sha256": model.card["sha256"]},
         "folder": args.folder.name,
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         "per_image": per_image,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out, result, indent=2)
     print(f"{result['decodes_with_a_difference']}/{result['decodes']} decodes differ; at most "
           f"{result['max_abs_diff']} level(s), {100 * result['fraction_differing_mean']:.4f} % of values on average; "
           f"wrote {args.out}")

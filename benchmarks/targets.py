@@ -10,7 +10,6 @@ Writes ``benchmarks/results/targets.json`` with the command and git revision.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -23,7 +22,7 @@ sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
 from neurocodec import io, targets, zoo  # noqa: E402
-from provenance import git_revision  # noqa: E402
+from provenance import git_revision, command, write_result  # noqa: E402
 
 DEFAULT_DIR = HERE.parent.parent / "shared" / "datasets" / "kodak"
 
@@ -59,14 +58,14 @@ def main(argv: list[str] | None = None) -> dict:
               f"{entry['unit']}; misses: {sorted({r['note'].split(' is ')[0].split(';')[0] for r in rows if not r['met']})}",
               flush=True)
     result = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]))] + (argv if argv is not None else sys.argv[1:])),
+        "command": command(argv),
         "git_revision": revision, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "dataset": args.dir.name, "model": {"id": model.model_id, "weights_sha256": model.card["sha256"]},
         "tolerance": {"bpp_relative": targets.BPP_TOLERANCE, "psnr_db": targets.PSNR_TOLERANCE},
         "targets": summary,
     }
     args.out.parent.mkdir(exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, result)
     print(f"wrote {args.out}")
     return result
 
