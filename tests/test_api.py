@@ -154,3 +154,19 @@ def test_encode_file_and_decode_file_never_overwrite_without_force(rgb, tmp_path
     neurocodec.decode_file(dst, out)
     assert Image.open(out).size == (96, 64)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nac", "a.png", "a.webp"]
+
+
+def test_16_bit_grey_pngs_are_scaled_to_8_bits_even_when_dark(tmp_path):
+    from neurocodec import io
+
+    bright = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    dark = bright // 257  # 0..255 stored in a 16-bit file: nearly black, not a full range
+    for name, arr in (("bright", bright), ("dark", dark)):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(arr).save(path)
+        with Image.open(path) as im:
+            assert im.mode.startswith("I;16")
+        got = io.load(path).color
+        assert got.shape == (32, 32, 1)
+        assert np.array_equal(got[:, :, 0], np.round(arr * (255 / 65535)).astype(np.uint8))
+    assert io.load(tmp_path / "dark.png").color.max() <= 1

@@ -125,7 +125,10 @@ def _from_pil(im: Image.Image) -> Picture:
         target = "RGB"
     if im.mode in ("I", "I;16", "I;16B", "I;16L") and target == "L":
         arr = np.asarray(im, dtype=np.float64)
-        scale = 255.0 / 65535.0 if arr.max(initial=0) > 255 else 1.0
+        # I;16 is 16-bit by definition, even when dark (all values <= 255); plain I (32-bit
+        # integers) has no stated range, so only values above 255 say it is 16-bit
+        sixteen = im.mode != "I" or arr.max(initial=0) > 255
+        scale = 255.0 / 65535.0 if sixteen else 1.0
         arr8 = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
         return Picture(arr8[:, :, None], icc)
     arr = np.asarray(im.convert(target), dtype=np.uint8)
