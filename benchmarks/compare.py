@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> dict:
             "old": bd_rate(old["codecs"]["jpeg"]["points"], a, old_range),
             "new": bd_rate(jpeg, b, old_range),
         }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, result)
     print(f"{new['model']['id']} vs {old['model']['id']} on {new['dataset']}: BD-rate "
           f"{result['bd_rate_new_vs_old_percent']:+.1f} % (PSNR {overlap[0]:.2f}-{overlap[1]:.2f} dB), "

@@ -75,7 +75,6 @@ def main(argv: list[str] | None = None) -> None:
     if over:
         print(f"the estimate is below the measured peak at {len(over)} size(s): raise the constants in codec.py",
               file=sys.stderr)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, result, indent=2)
 
 

@@ -160,7 +160,6 @@ def main(argv: list[str] | None = None) -> None:
         "max_byte_change_percent": 100 * float(np.max(np.abs(byte_ratio))),
         "per_image": per_image,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, result, indent=2)
     print(json.dumps({k: v for k, v in result.items() if k != "per_image"}, indent=2))
 

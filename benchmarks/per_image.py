@@ -67,7 +67,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{r['image'][:44]:<44} {bd:>8} {r['top_psnr_db']:>7.2f} {r['jpeg_top_psnr_db']:>9.2f}")
     print(f"Spearman rank correlation of BD-rate with top PSNR: {record['spearman_bd_rate_vs_top_psnr']:+.2f}")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         write_result(args.out, record)
     return record
 

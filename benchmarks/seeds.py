@@ -231,7 +231,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.only in (None, "dncnn"):
         result["dncnn"] = dncnn(args.data / "kodak", args.own_limit)
         result["dncnn_measured_at"] = provenance
-    out.parent.mkdir(exist_ok=True)
     write_result(out, result)
     write_doc(result, ROOT / "docs" / "seeds.md")
     update_cards(result)

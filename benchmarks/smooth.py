@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> dict:
         "git_revision": revision, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "torch_threads": args.threads, "models": models, "qualities": qualities, "pictures": rows,
     }
-    args.out.parent.mkdir(exist_ok=True)
     write_result(args.out, result)
     print(f"wrote {args.out}")
     return result

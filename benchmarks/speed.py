@@ -367,7 +367,6 @@ def main(argv: list[str] | None = None) -> dict | None:
            "load_before": result["machine"]["load_before"], "model": result["model"]["id"]}
     for entry in result["images"].values():
         entry.setdefault("run", run)
-    out_path.parent.mkdir(exist_ok=True)
     write_result(out_path, result)
     print(f"wrote {out_path}")
     if args.name == "speed":

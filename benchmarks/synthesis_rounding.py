@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> dict:
         "fraction_differing_max": float(np.max(fractions)),
         "per_image": per_image,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, result, indent=2)
     print(f"{result['decodes_with_a_difference']}/{result['decodes']} decodes differ; at most "
           f"{result['max_abs_diff']} level(s), {100 * result['fraction_differing_mean']:.4f} % of values on average; "

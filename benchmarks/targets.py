@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> dict:
         "tolerance": {"bpp_relative": targets.BPP_TOLERANCE, "psnr_db": targets.PSNR_TOLERANCE},
         "targets": summary,
     }
-    args.out.parent.mkdir(exist_ok=True)
     write_result(args.out, result)
     print(f"wrote {args.out}")
     return result
