@@ -89,6 +89,14 @@ def test_help_exits_0(capsys):
     assert "encode" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command, text", [
+    ("encode", "neurocodec[ray]"), ("encode", "[default: SRC with .nac]"), ("decode", "[default: 2^28]"),
+])
+def test_help_shows_bracketed_text_verbatim(capsys, command, text):
+    assert main([command, "--help"]) == 0
+    assert text in " ".join(capsys.readouterr().out.split())  # unwrapped
+
+
 def test_threads_and_device_options_code_the_same_bytes(png, tmp_path):
     assert main(["encode", str(png), "-o", str(tmp_path / "a.nac"), "--quiet"]) == 0
     assert main(["encode", str(png), "-o", str(tmp_path / "b.nac"), "--quiet", "--threads", "1", "--device", "cpu"]) == 0
