@@ -78,3 +78,26 @@ def test_outputs_inside_the_source_folder_are_not_inputs(photos):
     out.mkdir()
     Image.fromarray(photo_like(8, 8)).save(out / "old.png")
     assert all(out not in j.src.parents for j in batch.plan("encode", photos, out))
+
+
+def test_sources_sharing_a_stem_get_outputs_of_their_own(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(photo_like(32, 32, seed=1)).save(src / "a.png")
+    Image.fromarray(photo_like(32, 32, seed=2)).save(src / "a.jpg", quality=95)
+    Image.fromarray(photo_like(32, 32, seed=3)).save(src / "b.png")
+    jobs = batch.plan("encode", src, tmp_path / "out")
+    assert sorted(j.dst.name for j in jobs) == ["a.jpg.nac", "a.png.nac", "b.nac"]
+
+
+def test_folder_decode_applies_the_limits_and_the_format(photos, tmp_path, capsys):
+    nac = tmp_path / "nac"
+    assert main(["encode", str(photos / "trip"), "-o", str(nac), "-j", "1", "-q", "30"]) == 1  # broken.png
+    assert main(["decode", str(nac), "-o", str(tmp_path / "small"), "-j", "1", "--max-pixels", "100"]) == 1
+    assert not list((tmp_path / "small").rglob("*.png"))
+    assert "exceeds the limit 100" in capsys.readouterr().err
+    assert main(["decode", str(nac), "-o", str(tmp_path / "webp"), "-j", "1", "--format", "webp"]) == 0
+    written = sorted(p.relative_to(tmp_path / "webp").as_posix() for p in (tmp_path / "webp").rglob("*.*"))
+    assert written == ["b.webp", "day2/c.webp"]
+    with Image.open(tmp_path / "webp" / "b.webp") as im:
+        assert im.format == "WEBP"

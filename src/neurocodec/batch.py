@@ -16,11 +16,15 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import TYPE_CHECKING, Callable, Iterable, Literal
 
 from PIL import Image
+
+if TYPE_CHECKING:
+    from .container import Limits
 
 Kind = Literal["encode", "decode"]
 NAC_SUFFIX = ".nac"
@@ -90,18 +94,19 @@ def _is_image(path: Path) -> bool:
 
 def plan(kind: Kind, src_dir: Path, out_dir: Path, ext: str = ".png") -> list[Job]:
     """Jobs for every image (encode) or .nac file (decode) under ``src_dir``, in sorted order;
-    outputs keep their relative paths under ``out_dir``, with suffix ``.nac`` or ``ext``."""
+    outputs keep their relative paths under ``out_dir``, with suffix ``.nac`` or ``ext``. Sources
+    that would share an output (``a.png`` and ``a.jpg``, both ``a.nac``) each keep their own
+    suffix in it (``a.png.nac``, ``a.jpg.nac``), so no file overwrites or skips another."""
     src_dir, out_dir = Path(src_dir), Path(out_dir)
     if not src_dir.is_dir():
         raise NotADirectoryError(f"not a folder: {src_dir}")
     wanted = _is_image if kind == "encode" else (lambda p: p.suffix.lower() == NAC_SUFFIX)
     suffix = NAC_SUFFIX if kind == "encode" else ext
-    jobs = []
-    for src in sorted(p for p in src_dir.rglob("*") if p.is_file() and wanted(p)):
-        if out_dir.resolve() in src.resolve().parents:
-            continue  # outputs written inside the source tree are not inputs
-        jobs.append(Job(src, out_dir / src.relative_to(src_dir).with_suffix(suffix)))
-    return jobs
+    sources = [p for p in sorted(src_dir.rglob("*")) if p.is_file() and wanted(p)
+               and out_dir.resolve() not in p.resolve().parents]  # outputs inside the tree are not inputs
+    plain = [out_dir / src.relative_to(src_dir).with_suffix(suffix) for src in sources]
+    shared = {dst for dst, n in Counter(plain).items() if n > 1}
+    return [Job(src, dst.with_name(src.name + suffix) if dst in shared else dst) for src, dst in zip(sources, plain)]
 
 
 def _up_to_date(job: Job, kind: Kind) -> bool:
@@ -140,15 +145,16 @@ def encode_one(job: Job, quality: int = 75, model: str | None = None, force: boo
         return Outcome(job, "failed", error=f"{type(e).__name__}: {e}")
 
 
-def decode_one(job: Job, force: bool = False, device: str | None = None) -> Outcome:
-    """Decode one .nac file to the image format its output suffix names, reporting any error."""
+def decode_one(job: Job, force: bool = False, device: str | None = None, limits: Limits | None = None) -> Outcome:
+    """Decode one .nac file to the image format its output suffix names, reporting any error;
+    ``limits``: what the reader refuses (default: ``container.DEFAULT_LIMITS``)."""
     if not force and _up_to_date(job, "decode"):
         return Outcome(job, "skipped")
     try:
         from . import codec, io
 
         data = job.src.read_bytes()
-        image = codec.decode(data, device=device).to_pil()
+        image = codec.decode(data, limits or codec.container.DEFAULT_LIMITS, device=device).to_pil()
         out = io.image_bytes(image, job.dst)
         job.dst.parent.mkdir(parents=True, exist_ok=True)
         io.atomic_write(job.dst, out, force=True)

@@ -54,9 +54,10 @@ def _check_device(device: str | None) -> str | None:
     return device
 
 
-def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: Optional[int],
+def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: Optional[int], ext: str = ".png",
             **options) -> int:
-    """Encode or decode a whole folder; exit status 1 if any file failed (the others are written)."""
+    """Encode or decode a whole folder (decoded images get suffix ``ext``); exit status 1 if any
+    file failed (the others are written)."""
     from . import batch
 
     if output is None:
@@ -64,7 +65,7 @@ def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: 
     if engine not in ("local", "ray"):
         raise ValueError(f"--engine must be local or ray, got {engine!r}")
     output.mkdir(parents=True, exist_ok=True)
-    jobs = batch.plan(kind, src, output)
+    jobs = batch.plan(kind, src, output, ext)
     if engine == "ray":
         try:
             from . import ray as ray_engine
@@ -177,8 +178,8 @@ def decode(
 ) -> int:
     """Decompress a .nac file to PNG, JPEG, WebP, TIFF, ... (chosen by --format or the output extension).
 
-    With a folder: decode every .nac under it to PNG files in OUTDIR (same relative paths),
-    skipping files already done, and print a summary; exit status 1 if any file failed.
+    With a folder: decode every .nac under it to PNG files (or --format's) in OUTDIR (same relative
+    paths), skipping files already done, and print a summary; exit status 1 if any file failed.
     """
     from dataclasses import replace
 
@@ -187,16 +188,17 @@ def decode(
 
     _set_threads(threads)
     device = _check_device(device)
-    if src.is_dir():
-        if enhance:
-            raise ValueError("--enhance applies to single files, not folders")
-        return _folder("decode", src, output, engine, workers, force=force, device=device)
-    dst = output or _default_output(src, ".png")
     limits = container.DEFAULT_LIMITS
     if max_pixels is not None:
         limits = replace(limits, max_pixels=max_pixels)
     if max_memory is not None:
         limits = replace(limits, max_memory_bytes=max_memory * 2**20)
+    if src.is_dir():
+        if enhance:
+            raise ValueError("--enhance applies to single files, not folders")
+        ext = io.format_suffix(fmt) if fmt else ".png"
+        return _folder("decode", src, output, engine, workers, ext, force=force, device=device, limits=limits)
+    dst = output or _default_output(src, ".png")
     image = decode_bytes(io.read_input(src), limits, device)
     if enhance:
         from . import papers, zoo

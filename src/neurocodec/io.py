@@ -183,12 +183,28 @@ def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> N
             os.unlink(tmp)
 
 
+def _writable_format(fmt: str) -> str:
+    """Pillow's name of a format given by name or extension ("png", "jpg", ".TIFF")."""
+    name = Image.registered_extensions().get("." + fmt.lower().lstrip("."), fmt.upper())
+    if name not in Image.SAVE:
+        raise ValueError(f"cannot write images in format '{fmt}'")
+    return name
+
+
+def format_suffix(fmt: str) -> str:
+    """The file suffix for images written in ``fmt``: the name itself where Pillow knows it as an
+    extension ("jpeg" -> ".jpeg"), else the format's first registered extension."""
+    name = _writable_format(fmt)
+    given = "." + fmt.lower().lstrip(".")
+    if Image.registered_extensions().get(given) == name:
+        return given
+    return next(ext for ext, f in Image.registered_extensions().items() if f == name)
+
+
 def image_bytes(im: Image.Image, path: str | os.PathLike, fmt: str | None = None) -> bytes:
     """Serialize ``im`` in format ``fmt`` (e.g. "png") or else the one ``path``'s extension names."""
     if fmt is not None:
-        fmt = Image.registered_extensions().get("." + fmt.lower().lstrip("."), fmt.upper())
-        if fmt not in Image.SAVE:
-            raise ValueError(f"cannot write images in format '{fmt}'")
+        fmt = _writable_format(fmt)
     else:
         ext = Path(path).suffix.lower()
         fmt = Image.registered_extensions().get(ext)
