@@ -136,3 +136,51 @@ def test_api_decode_file_error_leaves_no_output(tmp_path):
     with pytest.raises(neurocodec.NacError):
         neurocodec.decode_file(bad, tmp_path / "out.png")
     assert [p.name for p in tmp_path.iterdir()] == ["bad.nac"]
+
+
+@pytest.fixture
+def png_file(tmp_path, png_bytes):
+    path = tmp_path / "a.png"
+    path.write_bytes(png_bytes)
+    return path
+
+
+def test_output_equal_to_the_input_is_refused_even_with_force(png_file, capsys):
+    assert main(["encode", str(png_file), "-o", str(png_file), "-f", "--quiet"]) == 1
+    assert "is the input" in capsys.readouterr().err
+    assert png_file.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_existing_output_is_refused_before_the_encode_runs(monkeypatch, png_file, tmp_path):
+    (tmp_path / "taken.nac").write_bytes(b"keep")
+    monkeypatch.setattr(neurocodec.codec, "encode", lambda *a, **k: pytest.fail("encoded before checking -o"))
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "taken.nac"), "--quiet"]) == 1
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "nowhere" / "x.nac"), "--quiet"]) == 1
+    assert (tmp_path / "taken.nac").read_bytes() == b"keep"
+
+
+def test_an_output_folder_receives_the_file_named_after_the_source(png_file, tmp_path):
+    (tmp_path / "out").mkdir()
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    assert main(["decode", str(tmp_path / "out" / "a.nac"), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nac", "a.png"]
+
+
+def test_a_symlinked_output_is_written_through_and_stays_a_link(png_file, tmp_path):
+    (tmp_path / "real.nac").write_bytes(b"old")
+    (tmp_path / "link.nac").symlink_to("real.nac")
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "link.nac"), "--quiet"]) == 1  # exists
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "link.nac"), "-f", "--quiet"]) == 0
+    assert (tmp_path / "link.nac").is_symlink()
+    assert neurocodec.read_info((tmp_path / "real.nac").read_bytes())["width"] > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_or_device_output_is_written_into_not_replaced(png_file, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen([sys.executable, "-c", f"import sys; sys.stdout.write(str(len(open({str(fifo)!r}, 'rb').read())))"],
+                              stdout=subprocess.PIPE, text=True)
+    assert main(["encode", str(png_file), "-o", str(fifo), "--quiet"]) == 0
+    assert int(reader.communicate(timeout=60)[0]) > 0
+    assert fifo.is_fifo()

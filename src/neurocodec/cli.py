@@ -82,7 +82,7 @@ def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: 
 @app.command()
 def encode(
     src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...), a folder of them, or - for standard input."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file, - for standard output, or a folder [default: SRC with .nac]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file, - for standard output, or a folder (for a folder SRC, or to put the file in) [default: SRC with .nac]."),
     quality: int = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
@@ -109,7 +109,7 @@ def encode(
             raise ValueError("--bpp and --psnr apply to single files, not folders (use --quality)")
         return _folder("encode", src, output, engine, workers, quality=quality, model=model,
                        force=force, device=device, effort=effort)
-    dst = output or _default_output(src, ".nac")
+    dst = _output(src, output, ".nac", force)
     pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
     m = zoo.load(zoo.resolve(model))
     if bpp is not None or psnr is not None:
@@ -165,8 +165,9 @@ def jpeg_verdict(psnr: float, size: int, jpeg_psnr: float, jpeg_size: int) -> st
 @app.command()
 def decode(
     src: Path = typer.Argument(..., help=".nac file to decompress, a folder of them, or - for standard input."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output, or a folder; format from extension [default: SRC with .png]."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output, or a folder (for a folder SRC, or to put the image in); format from extension [default: SRC with .png]."),
     force: bool = FORCE,
+    quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
     fmt: Optional[str] = typer.Option(None, "--format", help="Image format (png, jpeg, webp, tiff, ...) instead of the extension's [default for -: png]."),
     max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse files declaring more pixels [default: 2^28]."),
     max_memory: Optional[int] = typer.Option(None, "--max-memory", min=1, help="Refuse files whose decode needs more MiB [default: 8192]."),
@@ -198,7 +199,7 @@ def decode(
             raise ValueError("--enhance applies to single files, not folders")
         ext = io.format_suffix(fmt) if fmt else ".png"
         return _folder("decode", src, output, engine, workers, ext, force=force, device=device, limits=limits)
-    dst = output or _default_output(src, ".png")
+    dst = _output(src, output, ".png", force)
     image = decode_bytes(io.read_input(src), limits, device)
     if enhance:
         from . import papers, zoo
@@ -206,14 +207,26 @@ def decode(
         image = papers.enhance_picture(io.load(image), zoo.load("paper-dncnn")).to_pil()
     data = io.image_bytes(image, dst, fmt or ("png" if str(dst) == io.STDIO else None))
     io.write_output(dst, data, force=force)
-    _reporter(dst)(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
+    if not quiet:
+        _reporter(dst)(f"{src} -> {dst}: {image.width}x{image.height} {image.mode}")
     return 0
 
 
-def _default_output(src: Path, suffix: str) -> Path:
-    if str(src) == "-":
-        raise ValueError("reading standard input needs --output FILE (or --output - for standard output)")
-    return src.with_suffix(suffix)
+def _output(src: Path, output: Optional[Path], suffix: str, force: bool, name: Optional[str] = None) -> Path:
+    """Where a single file's result goes: ``output``, a file named after ``src`` (``name``, or
+    its stem + ``suffix``) beside it or inside ``output`` when that is a folder. Checked before
+    any work, so a name that cannot be written fails at once, not after a long encode."""
+    from . import io
+
+    if str(src) != io.STDIO and not src.is_file():
+        raise FileNotFoundError(f"no such file: {src}")
+    if output is None or (str(output) != io.STDIO and output.is_dir()):
+        if str(src) == io.STDIO:
+            raise ValueError("reading standard input needs --output FILE (or --output - for standard output)")
+        own = name or src.with_suffix(suffix).name
+        output = src.with_name(own) if output is None else output / own
+    io.check_output(output, force, src)
+    return output
 
 
 def _reporter(dst: Path):
@@ -227,14 +240,12 @@ def enhance(
     src: Path = typer.Argument(..., help="A JPEG (or any image) with compression artifacts; - reads standard input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output [default: SRC with .enhanced.png]."),
     model: str = typer.Option("paper-dncnn", "--model", "-m", help="Artifact-removal model."),
-    force: bool = FORCE,
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists."),
 ) -> int:
     """Remove JPEG block and ringing artifacts with the DnCNN post-filter."""
     from . import io, papers, zoo
 
-    if output is None and str(src) == io.STDIO:
-        raise ValueError("reading standard input needs --output FILE (or --output - for standard output)")
-    dst = output or src.with_name(src.stem + ".enhanced.png")
+    dst = _output(src, output, ".png", force, name=src.stem + ".enhanced.png")
     pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
     m = zoo.load(model)
     if getattr(m, "family", None) != "jpeg+dncnn":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -153,15 +154,50 @@ def new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
-    """Write ``data`` to ``path`` all at once; without ``force`` an existing file is never replaced."""
+def _is_special(path: Path) -> bool:
+    """A device, pipe or socket (``/dev/null``, a FIFO): written into, never replaced."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def check_output(path: str | os.PathLike, force: bool = False, source: str | os.PathLike | None = None) -> None:
+    """Raise now what writing ``path`` would raise later, so no work is done for nothing: an
+    existing file without ``force``, a folder, a missing folder, or ``source`` itself."""
     path = Path(path)
-    if not force and path.exists():
+    if str(path) == STDIO or _is_special(path):
+        return
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; give a file name")
+    if source is not None and str(source) != STDIO and path.exists() and os.path.samefile(path, source):
+        raise ValueError(f"the output {path} is the input; give another name")
+    if not force and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} exists (use --force / force=True to overwrite)")
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
+    """Write ``data`` to ``path`` all at once: through a temporary file in the same folder that
+    takes the name only when complete, so no reader ever sees half a file. Without ``force`` an
+    existing file is never replaced. A symbolic link is written through (the link stays, its
+    target is replaced); a device or pipe such as ``/dev/null`` is written into directly."""
+    path = Path(path)
+    if _is_special(path):
+        with open(path, "wb") as f:
+            f.write(data)
+        return
+    check_output(path, force)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except PermissionError:
+        raise PermissionError(f"cannot write {path}: no permission to create files in {folder}") from None
     try:
         if hasattr(os, "fchmod"):
             os.fchmod(fd, new_file_mode())
