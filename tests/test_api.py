@@ -1,4 +1,5 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,3 +171,48 @@ def test_16_bit_grey_pngs_are_scaled_to_8_bits_even_when_dark(tmp_path):
         assert got.shape == (32, 32, 1)
         assert np.array_equal(got[:, :, 0], np.round(arr * (255 / 65535)).astype(np.uint8))
     assert io.load(tmp_path / "dark.png").color.max() <= 1
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def test_an_rgb_icc_profile_travels_to_the_decoded_image(tmp_path):
+    icc = _srgb_profile()
+    Image.fromarray(photo_like(32, 40)).save(tmp_path / "p.png", icc_profile=icc)
+    neurocodec.encode_file(tmp_path / "p.png", tmp_path / "p.nac", quality=40)
+    neurocodec.decode_file(tmp_path / "p.nac", tmp_path / "back.png")
+    with Image.open(tmp_path / "back.png") as im:
+        assert im.info.get("icc_profile") == icc
+
+
+def test_a_profile_of_another_colour_space_is_dropped_not_put_on_rgb_pixels(tmp_path):
+    icc = bytearray(_srgb_profile())
+    icc[16:20] = b"CMYK"  # the header's colour space: a CMYK JPEG's profile
+    Image.fromarray(photo_like(32, 40)).convert("CMYK").save(tmp_path / "c.jpg", icc_profile=bytes(icc))
+    neurocodec.encode_file(tmp_path / "c.jpg", tmp_path / "c.nac", quality=40)
+    neurocodec.decode_file(tmp_path / "c.nac", tmp_path / "back.png")
+    with Image.open(tmp_path / "back.png") as im:
+        assert im.mode == "RGB" and "icc_profile" not in im.info
+
+
+@pytest.mark.parametrize("wrong", ["photo.nac", Path("photo.nac"), 5, None])
+def test_decode_and_read_info_refuse_what_is_not_bytes(wrong):
+    for call in (neurocodec.decode, neurocodec.read_info):
+        with pytest.raises(TypeError, match="bytes"):
+            call(wrong)
+
+
+def test_read_info_counts_the_bytes_of_a_memoryview_of_wider_items():
+    data = neurocodec.encode(photo_like(32, 48), quality=30)
+    data += b"\0" * (len(data) % 2)  # whole uint16 items (files are whole 32-bit words anyway)
+    view = memoryview(np.frombuffer(data, dtype=np.uint16))
+    assert neurocodec.read_info(view)["bytes"] == len(data)
+
+
+def test_encode_refuses_a_side_its_own_decoder_would_refuse():
+    side = container.DEFAULT_LIMITS.max_side
+    with pytest.raises(ValueError, match=f"sides over {side}"):
+        neurocodec.encode(np.zeros((1, side + 1, 3), np.uint8))

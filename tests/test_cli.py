@@ -127,3 +127,8 @@ def test_encode_of_a_flat_image_reports_no_infinite_difference(tmp_path, capsys)
     assert main(["encode", str(src), "-o", str(tmp_path / "g.nac")]) == 0
     out = capsys.readouterr().out
     assert "JPEG's is exact; JPEG needs" in out and "-inf" not in out
+
+
+def test_train_without_data_or_run_folder_is_a_usage_error(capsys):
+    assert main(["train"]) == 1
+    assert "--data DIR and --out RUN" in capsys.readouterr().err

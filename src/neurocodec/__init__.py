@@ -65,7 +65,18 @@ def decode(
     """
     from . import codec, container
 
-    return codec.decode(bytes(data), limits or container.DEFAULT_LIMITS, device=device).to_pil()
+    return codec.decode(_as_bytes(data, "decode"), limits or container.DEFAULT_LIMITS, device=device).to_pil()
+
+
+def _as_bytes(data: object, caller: str) -> bytes:
+    """The bytes of a bytes-like ``data`` (a memoryview of any item size counts its bytes);
+    anything else, a path or a number above all (``bytes(5)`` is five zeros), is a TypeError."""
+    if isinstance(data, (str, os.PathLike)):
+        hint = "decode_file(src, dst)" if caller == "decode" else f"{caller}(Path(...).read_bytes())"
+        raise TypeError(f"{caller}() takes the file's bytes, not a path ({str(data)!r}); use {hint}")
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{caller}() takes bytes, bytearray or memoryview, got {type(data).__name__}")
+    return data if isinstance(data, bytes) else memoryview(data).tobytes()
 
 
 def encode_file(
@@ -96,7 +107,8 @@ def read_info(data: bytes | bytearray | memoryview, limits: Limits | None = None
     """Header fields of a ``.nac`` file (validated, nothing decoded), and its bits per pixel."""
     from . import container
 
-    nac = container.unpack(bytes(data), limits or container.DEFAULT_LIMITS)
+    data = _as_bytes(data, "read_info")
+    nac = container.unpack(data, limits or container.DEFAULT_LIMITS)
     return {
         "format_version": "%d.%d" % nac.version,
         "model": nac.model_id,

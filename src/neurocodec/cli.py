@@ -323,13 +323,21 @@ def train(
     steps: Optional[int] = typer.Option(None, help="Total steps (resumes from the run folder)."),
     time_budget: Optional[float] = typer.Option(None, help="Stop cleanly after this many seconds."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda [default: cuda if available]."),
+    init: Optional[Path] = typer.Option(None, help="Start of a run without a checkpoint: a snapshot, or shipped weights (ID.safetensors beside ID.json)."),
 ) -> None:
     """Train (or resume) the photo model; see docs/training.md."""
+    import json
+
     from .train.__main__ import main as train_main
 
+    given = json.loads(config.read_text()) if config is not None and config.is_file() else {}
+    if config is not None and not config.is_file():
+        raise FileNotFoundError(f"no such file: {config}")
+    if (data or given.get("data")) is None or (out or given.get("out")) is None:
+        raise ValueError("train needs --data DIR and --out RUN (on the command line or in --config)")
     argv = []
     for flag, value in (("--config", config), ("--data", data), ("--out", out), ("--steps", steps),
-                        ("--time-budget", time_budget), ("--device", device)):
+                        ("--time-budget", time_budget), ("--device", device), ("--init", init)):
         if value is not None:
             argv += [flag, str(value)]
     train_main(argv)

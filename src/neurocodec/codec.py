@@ -258,6 +258,10 @@ def encode(
     models run on the CPU in one piece (they are tiny) and have no effort setting.
     """
     refine.check_effort(effort)
+    side = container.DEFAULT_LIMITS.max_side
+    if max(pic.width, pic.height) > side:
+        raise ValueError(f"image is {pic.width}x{pic.height}: readers refuse sides over {side} pixels by default, "
+                         "so neurocodec does not write such a file")
     model = model or load()
     if not isinstance(model, PhotoModel):
         from . import papers

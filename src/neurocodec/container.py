@@ -162,7 +162,8 @@ def unpack(data: bytes, limits: Limits = DEFAULT_LIMITS) -> NacFile:
         raise NacFormatError(f"unsupported .nac version {major}.{minor}; this reader supports {VERSION[0]}.x")
     body_end = _PREFIX.size + hlen
     if body_end + _CRC.size > n:
-        raise NacFormatError(f"file is truncated: header declares {hlen} bytes but the file has {n} in all")
+        raise NacFormatError(f"file is truncated: its {hlen}-byte header needs {body_end + _CRC.size} bytes "
+                             f"with prefix and checksum, the file has {n}")
     (crc,) = _CRC.unpack_from(data, body_end)
     if zlib.crc32(data[8:body_end]) != crc:
         raise NacFormatError("header checksum mismatch: the header is damaged")

@@ -115,6 +115,15 @@ def _from_array(a: np.ndarray) -> Picture:
     return Picture(np.ascontiguousarray(a))
 
 
+def icc_for(icc: bytes | None, mode: str) -> bytes | None:
+    """``icc`` if it describes pixels of ``mode`` (its header's colour space is RGB for RGB and
+    RGBA, GRAY for L), else None: a CMYK JPEG's profile on the RGB pixels it becomes, or a grey
+    profile on grey-with-alpha turned RGBA, would make every colour-managed viewer misread them."""
+    if not isinstance(icc, bytes) or len(icc) < 20:
+        return None
+    return icc if icc[16:20] == (b"GRAY" if mode == "L" else b"RGB ") else None
+
+
 def _from_pil(im: Image.Image) -> Picture:
     icc = im.info.get("icc_profile") or None
     im = ImageOps.exif_transpose(im)
@@ -131,11 +140,11 @@ def _from_pil(im: Image.Image) -> Picture:
         sixteen = im.mode != "I" or arr.max(initial=0) > 255
         scale = 255.0 / 65535.0 if sixteen else 1.0
         arr8 = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
-        return Picture(arr8[:, :, None], icc)
+        return Picture(arr8[:, :, None], icc_for(icc, "L"))
     arr = np.asarray(im.convert(target), dtype=np.uint8)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return Picture(np.ascontiguousarray(arr), icc if isinstance(icc, bytes) else None)
+    return Picture(np.ascontiguousarray(arr), icc_for(icc, target))
 
 
 def new_file_mode() -> int:
