@@ -6,8 +6,9 @@ For every image and quality, the same y and z (one g_a and h_a pass) are coded t
 same tables and coder: once with the entropy parameters the codec uses (fixed-point h_s, context
 and slices, exact in float64) and once with the float32 network the model was trained with (not
 reproducible across machines, so not a usable codec: this is the "before"). Both are really
-entropy-coded; PSNR comes from each path's own y_hat through g_s. The exact path's y streams are
-checked byte for byte against ``neurocodec.encode``. Reports bytes and PSNR per path and the
+entropy-coded; PSNR comes from each path's own y_hat through g_s. Both round every latent to the
+nearest integer, so they differ in their parameters only; the exact path's y streams, rounded as
+the codec rounds at effort 0 (``quantize``), are checked byte for byte against ``neurocodec.encode``. Reports bytes and PSNR per path and the
 BD-rate of exact vs float (PCHIP, as ``benchmarks/rd.py``), and how far the exact path's pixels
 move when g_s runs in float64 instead of float32 (what other hardware's float rounding may do).
 Writes ``benchmarks/results/exact_cost.json``.
@@ -58,10 +59,11 @@ def code_checkerboard(model, y: torch.Tensor, z_t: torch.Tensor, level: torch.Te
     network, both really entropy-coded in two halves (anchors, then the rest)."""
     net, coder = model.net, model.y_coder
     scales, means = codec._entropy_parameters(model, z_t[0].numpy(), level, "auto")
-    streams, exact_hat = codec._encode_y(model, y, scales, means)
-    for kind, stream in streams:
+    checked, _ = codec._encode_y(model, y, scales, means, rd_rounding=True)  # as neurocodec.encode rounds
+    for kind, stream in checked:
         if stream != real.stream(kind):
             raise RuntimeError(f"the exact path does not reproduce neurocodec.encode's {kind.name} stream")
+    streams, exact_hat = codec._encode_y(model, y, scales, means, rd_rounding=False)
     hyper = net.h_s(z_t.float() * net.interpolate(net.inv_hyper_gain, level))
     anchor = anchor_mask(*y.shape[2:])
     f_s, f_m = net.two_pass_parameters(y, hyper, net._entropy_params(hyper, None), anchor)
@@ -98,7 +100,7 @@ def measure(model, net64, pic, quality: int, tf) -> dict:
             y_bytes, y_hat = coded[name]
         else:
             y_bytes, y_hat, y_stream = code_y(model, y, *((exact_s, exact_m) if name == "exact" else (float_s, float_m)))
-            if name == "exact" and y_stream != real.stream(Stream.Y):
+            if name == "exact" and codec._encode_y(model, y, exact_s, exact_m, rd_rounding=True)[0][0][1] != real.stream(Stream.Y):
                 raise RuntimeError("the exact path does not reproduce neurocodec.encode's y stream")
         pixels = codec._synthesis(tf, y_hat.float(), level, pic.height, pic.width, "RGB", "auto")
         total = header + z_bytes + y_bytes

@@ -15,7 +15,7 @@ from typing import Callable, Literal, Protocol, Union
 import numpy as np
 import torch
 
-from . import container, refine, tiling
+from . import container, quantize, refine, tiling
 from .container import Limits, NacFile, Stream
 from .errors import NacFormatError, NacModelError
 from .io import Picture
@@ -162,14 +162,20 @@ def _checkerboard_passes(
 
 
 def _encode_y(
-    model: PhotoModel, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor
+    model: PhotoModel, y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor, rd_rounding: bool
 ) -> tuple[list[tuple[Stream, bytes]], torch.Tensor]:
     """y's streams and y_hat (float64, what the decoder will have). ``scales``/``means`` come from
-    the hyperprior; a checkerboard model refines them in two passes (two streams each)."""
+    the hyperprior; a checkerboard model refines them in two passes (two streams each).
+    ``rd_rounding``: round by ``quantize.rd_round`` (effort 0) instead of to the nearest integer."""
     coder = model.y_coder
+
+    def rounded(d: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        return quantize.rd_round(d, torch.from_numpy(coder.scales[index])) if rd_rounding else torch.round(d)
+
     if not isinstance(model.net, CheckerboardHyperprior):
-        residual = torch.round(y.double() - means)
-        y_stream, esc = coder.encode(residual[0].numpy().astype(np.int64), coder.scale_index(scales[0].numpy()))
+        index = coder.scale_index(scales[0].numpy())
+        residual = rounded(y[0].double() - means[0], index)[None]
+        y_stream, esc = coder.encode(residual[0].numpy().astype(np.int64), index)
         return [(Stream.Y, y_stream), (Stream.Y_ESCAPES, esc)], residual.add_(means)
     streams = []
 
@@ -178,7 +184,7 @@ def _encode_y(
             self.kinds, self.parts = kinds, []
 
         def code(self, channels, half, index, mu):
-            residual = torch.round(y[0, channels][:, half].double() - mu)
+            residual = rounded(y[0, channels][:, half].double() - mu, index)
             self.parts.append((residual.numpy().astype(np.int64), index))
             return residual
 
@@ -287,7 +293,7 @@ def encode(
     if effort:
         y = refine.refine(net, pic.color, y, z_int, level, effort, _tile_size(tile, *y.shape[2:]))
     scales, means = _entropy_parameters(model, z_int, level, tile)
-    y_streams, y_hat = _encode_y(model, y, scales, means)
+    y_streams, y_hat = _encode_y(model, y, scales, means, rd_rounding=not effort)
     del scales, means
 
     streams = [(Stream.Z, model.z_coder.encode(z_int)), *y_streams]
