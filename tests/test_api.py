@@ -173,6 +173,15 @@ def test_16_bit_grey_pngs_are_scaled_to_8_bits_even_when_dark(tmp_path):
     assert io.load(tmp_path / "dark.png").color.max() <= 1
 
 
+def test_float_images_on_the_unit_scale_become_full_range_grey():
+    from neurocodec import io
+
+    unit = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
+    assert io.load(Image.fromarray(unit, "F")).color.max() == 255
+    levels = unit * 200  # a float image already in 0-255 levels keeps them
+    assert io.load(Image.fromarray(levels, "F")).color.max() == 200
+
+
 def _srgb_profile() -> bytes:
     from PIL import ImageCms
 

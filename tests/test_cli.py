@@ -132,3 +132,8 @@ def test_encode_of_a_flat_image_reports_no_infinite_difference(tmp_path, capsys)
 def test_train_without_data_or_run_folder_is_a_usage_error(capsys):
     assert main(["train"]) == 1
     assert "--data DIR and --out RUN" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"neurocodec {neurocodec.__version__}"

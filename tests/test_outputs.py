@@ -116,7 +116,7 @@ def test_failed_forced_overwrite_keeps_the_old_file(monkeypatch, tmp_path):
     assert target.read_bytes() == b"precious" and list(tmp_path.iterdir()) == [target]
 
 
-def test_ctrl_c_during_encode_exits_130_and_writes_nothing(monkeypatch, tmp_path, png_bytes):
+def test_ctrl_c_during_encode_exits_130_says_so_and_writes_nothing(monkeypatch, tmp_path, png_bytes, capsys):
     from neurocodec import codec
 
     src = tmp_path / "in.png"
@@ -127,6 +127,7 @@ def test_ctrl_c_during_encode_exits_130_and_writes_nothing(monkeypatch, tmp_path
 
     monkeypatch.setattr(codec, "encode", interrupted)
     assert main(["encode", str(src), "-o", str(tmp_path / "out.nac")]) == 130  # 128 + SIGINT, from typer
+    assert "interrupted" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["in.png"]
 
 

@@ -24,6 +24,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"neurocodec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """neurocodec: a learned image codec. Encode images to .nac files and back."""
+
+
 QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; higher means more bits and fidelity.")
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists (folders: redo every file).")
 THREADS = typer.Option(None, "--threads", "-t", min=1, help="Torch threads (default: torch's choice, usually all cores).")
@@ -357,19 +373,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"neurocodec: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("neurocodec: interrupted", file=sys.stderr)
-        return 1
     except Exception as e:  # noqa: BLE001 - the one place that turns bugs into exit code 2
         kind = _click_kind(e)
         if kind == "ClickException":  # usage errors: bad option, missing argument, ...
             e.show()
             return 1
-        if kind == "Abort":
-            print("neurocodec: interrupted", file=sys.stderr)
+        if kind == "Abort":  # end of input at a prompt
+            print("neurocodec: aborted", file=sys.stderr)
             return 1
         print(f"neurocodec: internal error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    if result == 130:  # typer's answer to Ctrl-C (KeyboardInterrupt), 128 + SIGINT
+        print("neurocodec: interrupted", file=sys.stderr)
     return result if isinstance(result, int) else 0
 
 

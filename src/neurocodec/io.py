@@ -87,6 +87,8 @@ def load_bytes(data: bytes, what: str = "standard input") -> Picture:
 def read_input(path: str | os.PathLike) -> bytes:
     """All bytes of ``path``, or of standard input when ``path`` is ``-``."""
     if str(path) == STDIO:
+        if sys.stdin is None:
+            raise ValueError("standard input is closed; give a file name")
         return sys.stdin.buffer.read()
     path = Path(path)
     if not path.is_file():
@@ -97,6 +99,8 @@ def read_input(path: str | os.PathLike) -> bytes:
 def write_output(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
     """``atomic_write``, or all of ``data`` to standard output when ``path`` is ``-``."""
     if str(path) == STDIO:
+        if sys.stdout is None:
+            raise ValueError("standard output is closed; give --output FILE")
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     else:
@@ -133,12 +137,16 @@ def _from_pil(im: Image.Image) -> Picture:
         target = "RGBA"
     else:
         target = "RGB"
-    if im.mode in ("I", "I;16", "I;16B", "I;16L") and target == "L":
-        arr = np.asarray(im, dtype=np.float64)
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "F") and target == "L":
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
         # I;16 is 16-bit by definition, even when dark (all values <= 255); plain I (32-bit
-        # integers) has no stated range, so only values above 255 say it is 16-bit
-        sixteen = im.mode != "I" or arr.max(initial=0) > 255
-        scale = 255.0 / 65535.0 if sixteen else 1.0
+        # integers) has no stated range, so only values above 255 say it is 16-bit; floats
+        # (F) within [0, 1] are on the unit scale, others are taken as 0-255 levels
+        if im.mode == "F":
+            scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
+        else:
+            sixteen = im.mode != "I" or arr.max(initial=0) > 255
+            scale = 255.0 / 65535.0 if sixteen else 1.0
         arr8 = np.clip(np.round(arr * scale), 0, 255).astype(np.uint8)
         return Picture(arr8[:, :, None], icc_for(icc, "L"))
     arr = np.asarray(im.convert(target), dtype=np.uint8)

@@ -217,7 +217,7 @@ def enhance(color: np.ndarray, model: PaperModel) -> np.ndarray:
         for left in range(0, w, ENHANCE_TILE):
             r0, c0 = max(0, top - halo), max(0, left - halo)
             r1, c1 = min(h, top + ENHANCE_TILE + halo), min(w, left + ENHANCE_TILE + halo)
-            x = torch.from_numpy(np.ascontiguousarray(rgb[r0:r1, c0:c1].transpose(2, 0, 1))).float().div_(255)[None]
+            x = torch.from_numpy(rgb[r0:r1, c0:c1].transpose(2, 0, 1).copy()).float().div_(255)[None]  # own, writable
             y = _pixels(model.net(x))
             bottom, right = min(h, top + ENHANCE_TILE), min(w, left + ENHANCE_TILE)
             out[top:bottom, left:right] = y[top - r0 : bottom - r0, left - c0 : right - c0]
