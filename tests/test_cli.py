@@ -117,6 +117,22 @@ def test_encode_report_compares_sizes_when_a_psnr_is_infinite():
     assert jpeg_verdict(54.7, 1780, float("inf"), 4721) == "JPEG's is exact; JPEG needs 2.65x the bytes"
     assert jpeg_verdict(float("inf"), 1000, float("inf"), 2000) == "both are exact; JPEG needs 2.00x the bytes"
     assert jpeg_verdict(float("inf"), 1000, 60.0, 1500) == "neurocodec's is exact; JPEG needs 1.50x the bytes"
+    # a 1x1 picture: JPEG's smallest file is far larger, so a lower PSNR is not the whole story
+    assert jpeg_verdict(40.0, 100, 51.0, 380) == "JPEG needs 3.80x the bytes; neurocodec is -11.00 dB"
+
+
+def test_rgba_is_matched_against_jpeg_by_its_colour_bytes(tmp_path, capsys):
+    import numpy as np
+
+    rgba = np.concatenate([photo_like(48, 64), np.random.default_rng(0).integers(0, 256, (48, 64, 1), np.uint8)], 2)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    assert main(["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.nac")]) == 0
+    data = (tmp_path / "a.nac").read_bytes()
+    from neurocodec.cli import colour_bytes
+
+    assert colour_bytes(data) < len(data)
+    assert f"than neurocodec's colour ({colour_bytes(data):,} bytes; alpha adds {len(data) - colour_bytes(data):,})" \
+        in capsys.readouterr().out
 
 
 def test_encode_of_a_flat_image_reports_no_infinite_difference(tmp_path, capsys):

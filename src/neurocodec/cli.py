@@ -153,11 +153,13 @@ def encode(
     p = metrics.psnr(pixels, ours)
     echo(f"{src} -> {dst}: {pic.width}x{pic.height} {pic.mode}, {n:,} bytes, {bpp:.3f} bpp, "
           f"PSNR {p:.2f} dB (quality {quality}, model {m.model_id}{f', effort {effort}' if effort else ''})")
-    jpeg = baselines.at_least(pixels, "jpeg", n)
+    colour = colour_bytes(enc.data)
+    jpeg = baselines.at_least(pixels, "jpeg", colour)
     jp = metrics.psnr(pixels, jpeg.pixels)
     jbpp = 8 * len(jpeg.data) / (pic.width * pic.height)
-    verdict = jpeg_verdict(p, n, jp, len(jpeg.data))
-    echo(f"JPEG at the nearest size not smaller: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
+    verdict = jpeg_verdict(p, colour, jp, len(jpeg.data))
+    against = "" if colour == n else f" than neurocodec's colour ({colour:,} bytes; alpha adds {n - colour:,})"
+    echo(f"JPEG at the nearest size not smaller{against}: {len(jpeg.data):,} bytes, {jbpp:.3f} bpp, "
           f"PSNR {jp:.2f} dB (quality {jpeg.quality}); {verdict}")
     return 0
 
@@ -168,14 +170,25 @@ def jpeg_verdict(psnr: float, size: int, jpeg_psnr: float, jpeg_size: int) -> st
     The JPEG is the smallest one not smaller than neurocodec's file, so normally the PSNR
     difference says it all. A flat or tiny image breaks that: even quality 1's JPEG can be larger
     and exact (PSNR inf), and "neurocodec is -inf dB" would hide that our file is a fraction of
-    its size; there the sizes are the comparison."""
+    its size; there the sizes are the comparison. When JPEG's smallest file is much larger than
+    ours (a tiny picture), a PSNR difference alone would read as a loss, so both are given."""
     if jpeg_size < size:
         return "JPEG cannot spend that many bytes"
     if math.isinf(jpeg_psnr) or math.isinf(psnr):
         exact = "both are exact" if math.isinf(jpeg_psnr) and math.isinf(psnr) else (
             "JPEG's is exact" if math.isinf(jpeg_psnr) else "neurocodec's is exact")
         return f"{exact}; JPEG needs {jpeg_size / size:.2f}x the bytes"
+    if jpeg_size >= 1.25 * size:
+        return f"JPEG needs {jpeg_size / size:.2f}x the bytes; neurocodec is {psnr - jpeg_psnr:+.2f} dB"
     return f"neurocodec is {psnr - jpeg_psnr:+.2f} dB"
+
+
+def colour_bytes(data: bytes) -> int:
+    """The bytes of a .nac file less its lossless alpha stream: what the colour costs, which is
+    what codecs compared without alpha (JPEG has none) must be matched against."""
+    from .container import Stream, unpack
+
+    return len(data) - sum(len(chunk) for kind, chunk in unpack(data).streams if kind == Stream.ALPHA)
 
 
 @app.command()
@@ -306,15 +319,18 @@ def compare(
     pixels = pic.color
     enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True, effort=effort)
     px = pic.width * pic.height
-    rows = [("neurocodec", f"q{quality}" + (f" e{effort}" if effort else ""), len(enc.data), enc.reconstruction.color)]
+    ours = colour_bytes(enc.data)  # the others code no alpha
+    rows = [("neurocodec", f"q{quality}" + (f" e{effort}" if effort else ""), ours, enc.reconstruction.color)]
     for name in baselines.available():
-        c = baselines.at_least(pixels, name, len(enc.data))
+        c = baselines.at_least(pixels, name, ours)
         rows.append((name, f"q{c.quality}", len(c.data), c.pixels))
-    typer.echo(f"{src}: {pic.width}x{pic.height} {pic.mode}; other codecs at the nearest size not smaller")
+    alpha = "" if ours == len(enc.data) else f" (colour only: neurocodec's alpha adds {len(enc.data) - ours:,} bytes)"
+    typer.echo(f"{src}: {pic.width}x{pic.height} {pic.mode}; other codecs at the nearest size not smaller{alpha}")
     typer.echo(f"{'codec':<11} {'setting':>7} {'bytes':>10} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
     for name, setting, n, out in rows:
+        short = "  (its largest file is smaller)" if n < ours else ""
         typer.echo(f"{name:<11} {setting:>7} {n:>10,} {8 * n / px:>7.3f} {metrics.psnr(pixels, out):>8.2f} "
-              f"{metrics.ms_ssim(pixels, out):>8.4f}")
+                   f"{metrics.ms_ssim(pixels, out):>8.4f}{short}")
 
 
 @app.command()
