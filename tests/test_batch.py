@@ -101,3 +101,9 @@ def test_folder_decode_applies_the_limits_and_the_format(photos, tmp_path, capsy
     assert written == ["b.webp", "day2/c.webp"]
     with Image.open(tmp_path / "webp" / "b.webp") as im:
         assert im.format == "WEBP"
+
+
+def test_folder_encode_with_an_unknown_model_fails_once_before_any_file(photos, tmp_path, capsys):
+    assert main(["encode", str(photos), "-o", str(tmp_path / "out"), "-m", "no-such-model"]) == 1
+    assert capsys.readouterr().err.count("unknown model") == 1
+    assert not (tmp_path / "out").exists()

@@ -123,6 +123,7 @@ def encode(
     if src.is_dir():
         if bpp is not None or psnr is not None:
             raise ValueError("--bpp and --psnr apply to single files, not folders (use --quality)")
+        zoo.card(zoo.resolve(model))  # an unknown or retired model fails once, not once per file
         return _folder("encode", src, output, engine, workers, quality=quality, model=model,
                        force=force, device=device, effort=effort)
     dst = _output(src, output, ".nac", force)
