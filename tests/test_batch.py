@@ -107,3 +107,11 @@ def test_folder_encode_with_an_unknown_model_fails_once_before_any_file(photos, 
     assert main(["encode", str(photos), "-o", str(tmp_path / "out"), "-m", "no-such-model"]) == 1
     assert capsys.readouterr().err.count("unknown model") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_quiet_folder_runs_print_only_their_failures(photos, tmp_path, capsys):
+    assert main(["encode", str(photos), "-o", str(tmp_path / "out"), "-j", "1", "-q", "20", "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "broken.png" in captured.err
+    assert main(["encode", str(photos), "-o", "-"]) == 1
+    assert "not standard output" in capsys.readouterr().err

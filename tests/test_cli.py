@@ -153,3 +153,14 @@ def test_train_without_data_or_run_folder_is_a_usage_error(capsys):
 def test_version_prints_the_package_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"neurocodec {neurocodec.__version__}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-q", "40", "--bpp", "0.5"], "alternatives"),
+    (["--bpp", "inf"], "--bpp must be a positive number"),
+    (["-m", ""], "model ID is empty"),
+])
+def test_contradictory_or_meaningless_encode_options_are_usage_errors(png, tmp_path, capsys, args, message):
+    assert main(["encode", str(png), "-o", str(tmp_path / "a.nac"), *args]) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "a.nac").exists()

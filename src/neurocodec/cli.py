@@ -40,7 +40,9 @@ def _root(
     """neurocodec: a learned image codec. Encode images to .nac files and back."""
 
 
-QUALITY = typer.Option(75, "--quality", "-q", min=1, max=100, help="1..100; higher means more bits and fidelity.")
+DEFAULT_QUALITY = 75
+QUALITY = typer.Option(None, "--quality", "-q", min=1, max=100,
+                       help=f"1..100; higher means more bits and fidelity [default: {DEFAULT_QUALITY}].")
 FORCE = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists (folders: redo every file).")
 THREADS = typer.Option(None, "--threads", "-t", min=1, help="Torch threads (default: torch's choice, usually all cores).")
 DEVICE = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available); any device reads any file.")
@@ -71,13 +73,13 @@ def _check_device(device: str | None) -> str | None:
 
 
 def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: Optional[int], ext: str = ".png",
-            **options) -> int:
+            quiet: bool = False, **options) -> int:
     """Encode or decode a whole folder (decoded images get suffix ``ext``); exit status 1 if any
-    file failed (the others are written)."""
+    file failed (the others are written). ``quiet``: report failures only."""
     from . import batch
 
-    if output is None:
-        raise ValueError(f"{kind} of a folder needs -o OUTDIR")
+    if output is None or str(output) == "-":
+        raise ValueError(f"{kind} of a folder needs -o OUTDIR (a folder, not standard output)")
     if engine not in ("local", "ray"):
         raise ValueError(f"--engine must be local or ray, got {engine!r}")
     output.mkdir(parents=True, exist_ok=True)
@@ -91,7 +93,8 @@ def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: 
     else:
         summary = batch.run(kind, jobs, workers=workers, **options)
     for line in summary.lines(kind):
-        typer.echo(line, err=line.startswith("failed"))
+        if not quiet or line.startswith("failed"):
+            typer.echo(line, err=line.startswith("failed"))
     return 1 if summary.failed else 0
 
 
@@ -99,7 +102,7 @@ def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: 
 def encode(
     src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...), a folder of them, or - for standard input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file, - for standard output, or a folder (for a folder SRC, or to put the file in) [default: SRC with .nac]."),
-    quality: int = QUALITY,
+    quality: Optional[int] = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
     force: bool = FORCE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
@@ -120,11 +123,14 @@ def encode(
 
     _set_threads(threads)
     device = _check_device(device)
+    if quality is not None and (bpp is not None or psnr is not None):
+        raise ValueError("--quality, --bpp and --psnr are alternatives: give one")
+    quality = DEFAULT_QUALITY if quality is None else quality
     if src.is_dir():
         if bpp is not None or psnr is not None:
             raise ValueError("--bpp and --psnr apply to single files, not folders (use --quality)")
         zoo.card(zoo.resolve(model))  # an unknown or retired model fails once, not once per file
-        return _folder("encode", src, output, engine, workers, quality=quality, model=model,
+        return _folder("encode", src, output, engine, workers, quiet=quiet, quality=quality, model=model,
                        force=force, device=device, effort=effort)
     dst = _output(src, output, ".nac", force)
     pic = io.load_bytes(io.read_input(src)) if str(src) == io.STDIO else io.load(src)
@@ -136,7 +142,10 @@ def encode(
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hit = encode_to_target(pic, m, bpp, psnr, device=device, effort=effort)
+            try:
+                hit = encode_to_target(pic, m, bpp, psnr, device=device, effort=effort)
+            except ValueError as e:  # in the command line's words
+                raise ValueError(str(e).replace("target_bpp", "--bpp").replace("target_psnr", "--psnr")) from None
         enc = hit.encoded
         quality = codec.container.unpack(enc.data).quality
         if not hit.met:
@@ -228,7 +237,7 @@ def decode(
         if enhance:
             raise ValueError("--enhance applies to single files, not folders")
         ext = io.format_suffix(fmt) if fmt else ".png"
-        return _folder("decode", src, output, engine, workers, ext, force=force, device=device, limits=limits)
+        return _folder("decode", src, output, engine, workers, ext, quiet, force=force, device=device, limits=limits)
     dst = _output(src, output, ".png", force)
     image = decode_bytes(io.read_input(src), limits, device)
     if enhance:
@@ -309,13 +318,14 @@ def info(
 @app.command()
 def compare(
     src: Path = typer.Argument(..., help="Image to compress with every codec."),
-    quality: int = QUALITY,
+    quality: Optional[int] = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID."),
     effort: int = EFFORT,
 ) -> None:
     """neurocodec vs Pillow's JPEG, WebP and AVIF at matched size: bytes, bpp, PSNR, MS-SSIM."""
     from . import baselines, codec, io, metrics, zoo
 
+    quality = DEFAULT_QUALITY if quality is None else quality
     pic = io.load(src)
     pixels = pic.color
     enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True, effort=effort)

@@ -62,8 +62,9 @@ class Limits:
         """Raise ``NacLimitError`` if decoding a ``width``x``height`` image needs over the limit."""
         if need > self.max_memory_bytes:
             raise NacLimitError(
-                f"decoding a {width}x{height} image needs about {need / 2**30:.2f} GiB, over the "
-                f"memory limit {self.max_memory_bytes / 2**30:.2f} GiB (raise Limits.max_memory_bytes)"
+                f"decoding a {width}x{height} image needs about {need / 2**20:,.0f} MiB, over the "
+                f"memory limit of {self.max_memory_bytes / 2**20:,.0f} MiB (raise Limits.max_memory_bytes, "
+                f"or decode --max-memory)"
             )
 
 

@@ -11,6 +11,7 @@ why the target was out of reach.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -65,10 +66,10 @@ def encode_to_target(
     Every probe of the search runs at ``effort``, so the result's bpp and PSNR are the file's."""
     if (target_bpp is None) == (target_psnr is None):
         raise ValueError("give exactly one of target_bpp and target_psnr")
-    if target_bpp is not None and not target_bpp > 0:
-        raise ValueError(f"target_bpp must be positive, got {target_bpp}")
-    if target_psnr is not None and not target_psnr > 0:
-        raise ValueError(f"target_psnr must be positive, got {target_psnr}")
+    if target_bpp is not None and not 0 < target_bpp < math.inf:
+        raise ValueError(f"target_bpp must be a positive number, got {target_bpp}")
+    if target_psnr is not None and not 0 < target_psnr < math.inf:
+        raise ValueError(f"target_psnr must be a positive number, got {target_psnr}")
     lo, hi, run = _settings(model, device, effort)
     pixels = pic.width * pic.height
 

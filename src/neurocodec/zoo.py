@@ -214,6 +214,8 @@ Model = Union[PhotoModel, "PaperModel"]
 def resolve(model_id: str | None) -> str:
     """The model to encode with: ``model_id`` or the default. A retired model still decodes (from
     $NEUROCODEC_WEIGHTS_PATH) but writes no new files: they would need weights users lack."""
+    if model_id == "":
+        raise ValueError("the model ID is empty (leave it out for the default)")
     if model_id in retired():
         raise NacModelError(f"model {model_id!r} is retired: it decodes old files but encodes no new ones "
                             f"(shipped models: {', '.join(shipped())})")
