@@ -189,8 +189,10 @@ def plot(result: dict, path: Path) -> None:
 
 
 def record_history(result: dict, name: str, path: Path) -> None:
-    """Keep one line per (model weights, results file) in ``history.json``: progress stays visible
-    after ``<name>.json`` is overwritten by the next model's run."""
+    """Keep one line per results file, model weights and git revision in ``history.json``:
+    progress stays visible after ``<name>.json`` is overwritten by the next model's run, or by the
+    same model's under a changed encoder (0.16.0's rounding); a rerun at the same revision
+    replaces its line."""
     history = json.loads(path.read_text()) if path.exists() else []
     ours = result["codecs"]["neurocodec"]
     entry = {
@@ -201,7 +203,8 @@ def record_history(result: dict, name: str, path: Path) -> None:
         "bpp_range": [min(p["bpp"] for p in ours["points"]), max(p["bpp"] for p in ours["points"])],
         "encode_s": ours["timing"]["encode_s"], "decode_s": ours["timing"]["decode_s"],
     }
-    history = [h for h in history if (h["results"], h["weights_sha256"]) != (entry["results"], entry["weights_sha256"])]
+    key = ("results", "weights_sha256", "git_revision")
+    history = [h for h in history if any(h[k] != entry[k] for k in key)]
     path.write_text(json.dumps(history + [entry], indent=1) + "\n")
 
 
