@@ -100,7 +100,7 @@ def _folder(kind: str, src: Path, output: Optional[Path], engine: str, workers: 
 
 @app.command()
 def encode(
-    src: Path = typer.Argument(..., help="Image to compress (PNG, JPEG, WebP, TIFF, ...), a folder of them, or - for standard input."),
+    src: Path = typer.Argument(..., metavar="SRC", help="Image to compress (PNG, JPEG, WebP, TIFF, ...), a folder of them, or - for standard input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output .nac file, - for standard output, or a folder (for a folder SRC, or to put the file in) [default: SRC with .nac]."),
     quality: Optional[int] = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID (see `neurocodec models`)."),
@@ -203,7 +203,7 @@ def colour_bytes(data: bytes) -> int:
 
 @app.command()
 def decode(
-    src: Path = typer.Argument(..., help=".nac file to decompress, a folder of them, or - for standard input."),
+    src: Path = typer.Argument(..., metavar="SRC", help=".nac file to decompress, a folder of them, or - for standard input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output, or a folder (for a folder SRC, or to put the image in); format from extension [default: SRC with .png]."),
     force: bool = FORCE,
     quiet: bool = typer.Option(False, "--quiet", help="Print nothing on success."),
@@ -276,7 +276,7 @@ def _reporter(dst: Path):
 
 @app.command()
 def enhance(
-    src: Path = typer.Argument(..., help="A JPEG (or any image) with compression artifacts; - reads standard input."),
+    src: Path = typer.Argument(..., metavar="SRC", help="A JPEG (or any image) with compression artifacts; - reads standard input."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output image, - for standard output [default: SRC with .enhanced.png]."),
     model: str = typer.Option("paper-dncnn", "--model", "-m", help="Artifact-removal model."),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite the output file if it exists."),
@@ -297,7 +297,7 @@ def enhance(
 
 @app.command()
 def info(
-    src: Path = typer.Argument(..., help=".nac file."),
+    src: Path = typer.Argument(..., metavar="SRC", help=".nac file."),
     as_json: bool = typer.Option(False, "--json", help="Print the header as JSON."),
 ) -> None:
     """Show a .nac file's header: model, image size and mode, streams, bpp."""
@@ -317,7 +317,7 @@ def info(
 
 @app.command()
 def compare(
-    src: Path = typer.Argument(..., help="Image to compress with every codec."),
+    src: Path = typer.Argument(..., metavar="SRC", help="Image to compress with every codec."),
     quality: Optional[int] = QUALITY,
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model ID."),
     effort: int = EFFORT,
