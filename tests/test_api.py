@@ -178,6 +178,8 @@ def test_float_images_on_the_unit_scale_become_full_range_grey():
 
     unit = np.linspace(0, 1, 16 * 16, dtype=np.float32).reshape(16, 16)
     assert io.load(Image.fromarray(unit, "F")).color.max() == 255
+    ringing = unit * 1.005  # resampled: a little above 1
+    assert io.load(Image.fromarray(ringing, "F")).color.max() == 255
     levels = unit * 200  # a float image already in 0-255 levels keeps them
     assert io.load(Image.fromarray(levels, "F")).color.max() == 200
 
@@ -212,6 +214,19 @@ def test_decode_and_read_info_refuse_what_is_not_bytes(wrong):
     for call in (neurocodec.decode, neurocodec.read_info):
         with pytest.raises(TypeError, match="bytes"):
             call(wrong)
+
+
+def test_read_info_takes_any_buffer():
+    data = neurocodec.encode(photo_like(32, 48), quality=30)
+    assert neurocodec.read_info(np.frombuffer(data, np.uint8))["bytes"] == len(data)
+
+
+def test_encode_file_never_writes_over_its_source_even_through_a_link(tmp_path):
+    Image.fromarray(photo_like(32, 40)).save(tmp_path / "p.png")
+    (tmp_path / "p.nac").symlink_to("p.png")
+    with pytest.raises(ValueError, match="is the input"):
+        neurocodec.encode_file(tmp_path / "p.png", tmp_path / "p.nac", force=True)
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_read_info_counts_the_bytes_of_a_memoryview_of_wider_items():

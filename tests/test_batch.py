@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,6 +89,12 @@ def test_sources_sharing_a_stem_get_outputs_of_their_own(tmp_path):
     Image.fromarray(photo_like(32, 32, seed=3)).save(src / "b.png")
     jobs = batch.plan("encode", src, tmp_path / "out")
     assert sorted(j.dst.name for j in jobs) == ["a.jpg.nac", "a.png.nac", "b.nac"]
+
+
+def test_outputs_stay_distinct_when_a_kept_suffix_collides_or_only_case_differs():
+    got = batch.outputs([Path(n) for n in ["a.png", "a.jpg", "a.png.png", "Photo.png", "photo.jpg"]], Path("o"), ".nac")
+    assert len({str(p).casefold() for p in got}) == 5
+    assert got[:2] == [Path("o/a.png.nac"), Path("o/a.jpg.nac")]
 
 
 def test_folder_decode_applies_the_limits_and_the_format(photos, tmp_path, capsys):

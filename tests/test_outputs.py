@@ -167,6 +167,30 @@ def test_an_output_folder_receives_the_file_named_after_the_source(png_file, tmp
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.nac", "a.png"]
 
 
+def test_a_single_decode_into_a_folder_names_the_file_by_the_format(png_file, tmp_path):
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "a.nac"), "--quiet"]) == 0
+    (tmp_path / "out").mkdir()
+    assert main(["decode", str(tmp_path / "a.nac"), "-o", str(tmp_path / "out"), "--format", "webp", "--quiet"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.webp"]
+
+
+def test_a_dangling_link_to_a_missing_folder_fails_before_the_work(png_file, tmp_path, capsys):
+    (tmp_path / "dang.nac").symlink_to(tmp_path / "nowhere" / "x.nac")
+    assert main(["encode", str(png_file), "-o", str(tmp_path / "dang.nac"), "-f", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "output folder" in err and ".part" not in err
+
+
+def test_a_socket_is_refused_as_an_output(png_file, tmp_path, capsys):
+    import socket
+
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(path))
+        assert main(["encode", str(png_file), "-o", str(path), "-f", "--quiet"]) == 1
+    assert "not a regular file" in capsys.readouterr().err
+
+
 def test_a_symlinked_output_is_written_through_and_stays_a_link(png_file, tmp_path):
     (tmp_path / "real.nac").write_bytes(b"old")
     (tmp_path / "link.nac").symlink_to("real.nac")

@@ -69,14 +69,18 @@ def decode(
 
 
 def _as_bytes(data: object, caller: str) -> bytes:
-    """The bytes of a bytes-like ``data`` (a memoryview of any item size counts its bytes);
-    anything else, a path or a number above all (``bytes(5)`` is five zeros), is a TypeError."""
+    """The bytes of ``data``, anything with the buffer protocol (a memoryview of any item size
+    counts its bytes); anything else, a path or a number above all (``bytes(5)`` is five zeros),
+    is a TypeError."""
     if isinstance(data, (str, os.PathLike)):
         hint = "decode_file(src, dst)" if caller == "decode" else f"{caller}(Path(...).read_bytes())"
         raise TypeError(f"{caller}() takes the file's bytes, not a path ({str(data)!r}); use {hint}")
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"{caller}() takes bytes, bytearray or memoryview, got {type(data).__name__}")
-    return data if isinstance(data, bytes) else memoryview(data).tobytes()
+    if isinstance(data, bytes):
+        return data
+    try:
+        return memoryview(data).tobytes()  # bytearray, memoryview, mmap, numpy arrays: any buffer
+    except TypeError:
+        raise TypeError(f"{caller}() takes bytes or another buffer, got {type(data).__name__}") from None
 
 
 def encode_file(
@@ -84,8 +88,9 @@ def encode_file(
     target_bpp: float | None = None, target_psnr: float | None = None, effort: int = 0,
 ) -> dict:
     """Encode the image file ``src`` into ``dst`` atomically; returns ``read_info`` of the result."""
-    from .io import atomic_write
+    from .io import atomic_write, check_output
 
+    check_output(dst, force, src)  # before the work, and never over the source (links included)
     data = encode(Path(src), quality, model, target_bpp, target_psnr, effort=effort)
     atomic_write(dst, data, force=force)
     return read_info(data)
@@ -96,8 +101,9 @@ def decode_file(
     device: str | None = None,
 ) -> Image.Image:
     """Decode ``src`` and write the image format named by ``dst``'s extension, atomically."""
-    from .io import atomic_write, image_bytes
+    from .io import atomic_write, check_output, image_bytes
 
+    check_output(dst, force, src)
     image = decode(Path(src).read_bytes(), limits, device)
     atomic_write(dst, image_bytes(image, dst), force=force)
     return image

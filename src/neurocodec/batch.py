@@ -104,9 +104,27 @@ def plan(kind: Kind, src_dir: Path, out_dir: Path, ext: str = ".png") -> list[Jo
     suffix = NAC_SUFFIX if kind == "encode" else ext
     sources = [p for p in sorted(src_dir.rglob("*")) if p.is_file() and wanted(p)
                and out_dir.resolve() not in p.resolve().parents]  # outputs inside the tree are not inputs
-    plain = [out_dir / src.relative_to(src_dir).with_suffix(suffix) for src in sources]
-    shared = {dst for dst, n in Counter(plain).items() if n > 1}
-    return [Job(src, dst.with_name(src.name + suffix) if dst in shared else dst) for src, dst in zip(sources, plain)]
+    return [Job(src, dst) for src, dst in zip(sources, outputs([s.relative_to(src_dir) for s in sources], out_dir, suffix))]
+
+
+def outputs(sources: list[Path], out_dir: Path, suffix: str) -> list[Path]:
+    """One output path per source (relative paths under ``out_dir``), all distinct even on a
+    case-insensitive disk: ``a.png`` alone becomes ``a.nac``; sources sharing that name keep their
+    own suffix (``a.png.nac``, ``a.jpg.nac``), and a name still taken gets a counter (``a.png-2.nac``)."""
+    plain = [out_dir / s.with_suffix(suffix) for s in sources]
+    shared = {str(d).casefold() for d, n in Counter(str(p).casefold() for p in plain).items() if n > 1}
+    taken: set[str] = set()
+    out = []
+    for src, dst in zip(sources, plain):
+        if str(dst).casefold() in shared:
+            dst = dst.with_name(src.name + suffix)
+        stem, n = dst.name[: -len(suffix)] if suffix else dst.name, 1
+        while str(dst).casefold() in taken:
+            n += 1
+            dst = dst.with_name(f"{stem}-{n}{suffix}")
+        taken.add(str(dst).casefold())
+        out.append(dst)
+    return out
 
 
 def _up_to_date(job: Job, kind: Kind) -> bool:
@@ -134,6 +152,8 @@ def encode_one(job: Job, quality: int = 75, model: str | None = None, force: boo
     try:
         from . import codec, io, metrics, zoo
 
+        if job.dst.exists():  # never write over a source (a link in the output tree to it)
+            io.check_output(job.dst, True, job.src)
         pic = io.load(job.src)
         enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True, device=device,
                            effort=effort)
@@ -153,6 +173,8 @@ def decode_one(job: Job, force: bool = False, device: str | None = None, limits:
     try:
         from . import codec, io
 
+        if job.dst.exists():
+            io.check_output(job.dst, True, job.src)
         data = job.src.read_bytes()
         image = codec.decode(data, limits or codec.container.DEFAULT_LIMITS, device=device).to_pil()
         out = io.image_bytes(image, job.dst)

@@ -196,9 +196,12 @@ def jpeg_verdict(psnr: float, size: int, jpeg_psnr: float, jpeg_size: int) -> st
 def colour_bytes(data: bytes) -> int:
     """The bytes of a .nac file less its lossless alpha stream: what the colour costs, which is
     what codecs compared without alpha (JPEG has none) must be matched against."""
-    from .container import Stream, unpack
+    from dataclasses import replace
 
-    return len(data) - sum(len(chunk) for kind, chunk in unpack(data).streams if kind == Stream.ALPHA)
+    from .container import DEFAULT_LIMITS, Stream, unpack
+
+    ours = replace(DEFAULT_LIMITS, max_pixels=2**62, max_latent_elements=2**62)  # our own file, any size
+    return len(data) - sum(len(chunk) for kind, chunk in unpack(data, ours).streams if kind == Stream.ALPHA)
 
 
 @app.command()
@@ -238,7 +241,7 @@ def decode(
             raise ValueError("--enhance applies to single files, not folders")
         ext = io.format_suffix(fmt) if fmt else ".png"
         return _folder("decode", src, output, engine, workers, ext, quiet, force=force, device=device, limits=limits)
-    dst = _output(src, output, ".png", force)
+    dst = _output(src, output, io.format_suffix(fmt) if fmt else ".png", force)
     image = decode_bytes(io.read_input(src), limits, device)
     if enhance:
         from . import papers, zoo

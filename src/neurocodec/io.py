@@ -141,9 +141,9 @@ def _from_pil(im: Image.Image) -> Picture:
         arr = np.nan_to_num(np.asarray(im, dtype=np.float64))
         # I;16 is 16-bit by definition, even when dark (all values <= 255); plain I (32-bit
         # integers) has no stated range, so only values above 255 say it is 16-bit; floats
-        # (F) within [0, 1] are on the unit scale, others are taken as 0-255 levels
-        if im.mode == "F":
-            scale = 255.0 if arr.max(initial=0) <= 1.0 else 1.0
+        # (F) up to about 1 are on the unit scale, others are taken as 0-255 levels
+        if im.mode == "F":  # 1.5: resampling rings a unit-scale image a little above 1
+            scale = 255.0 if arr.max(initial=0) <= 1.5 else 1.0
         else:
             sixteen = im.mode != "I" or arr.max(initial=0) > 255
             scale = 255.0 / 65535.0 if sixteen else 1.0
@@ -172,12 +172,12 @@ def new_file_mode() -> int:
 
 
 def _is_special(path: Path) -> bool:
-    """A device, pipe or socket (``/dev/null``, a FIFO): written into, never replaced."""
+    """A character device or a pipe (``/dev/null``, a FIFO): written into, never replaced."""
     try:
         mode = path.stat().st_mode
     except OSError:
         return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 def check_output(path: str | os.PathLike, force: bool = False, source: str | os.PathLike | None = None) -> None:
@@ -188,11 +188,15 @@ def check_output(path: str | os.PathLike, force: bool = False, source: str | os.
         return
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder; give a file name")
-    if source is not None and str(source) != STDIO and path.exists() and os.path.samefile(path, source):
+    if (source is not None and str(source) != STDIO and path.exists() and Path(source).exists()
+            and os.path.samefile(path, source)):
         raise ValueError(f"the output {path} is the input; give another name")
     if not force and (path.exists() or path.is_symlink()):
         raise FileExistsError(f"{path} exists (use --force / force=True to overwrite)")
-    folder = path.parent if str(path.parent) else Path(".")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{path} is not a regular file, a device or a pipe; give another name")
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path  # a link is written through
+    folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileNotFoundError(f"output folder {folder} does not exist")
 
@@ -251,7 +255,7 @@ def format_suffix(fmt: str) -> str:
     given = "." + fmt.lower().lstrip(".")
     if Image.registered_extensions().get(given) == name:
         return given
-    return next(ext for ext, f in Image.registered_extensions().items() if f == name)
+    return next((ext for ext, f in Image.registered_extensions().items() if f == name), "." + name.lower())
 
 
 def image_bytes(im: Image.Image, path: str | os.PathLike, fmt: str | None = None) -> bytes:

@@ -116,4 +116,4 @@ def _jobs(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, root: 
     if not srcs:
         return []
     base = Path(root).absolute() if root is not None else Path(os.path.commonpath([p.parent for p in srcs]))
-    return [Job(p, Path(out_dir) / p.relative_to(base).with_suffix(suffix)) for p in srcs]
+    return [Job(p, dst) for p, dst in zip(srcs, batch.outputs([p.relative_to(base) for p in srcs], Path(out_dir), suffix))]
