@@ -50,10 +50,14 @@ def test_rd_lambda_hits_the_trained_lambdas_and_interpolates_geometrically(model
     assert refine.rd_lambda(model.net, 2.5) == pytest.approx((lams[2] * lams[3]) ** 0.5)
 
 
-@pytest.fixture
-def nearest_rounding(monkeypatch):
+def round_to_nearest(monkeypatch):
     """Effort 0 without its rate-distortion rounding: the latents the search starts from."""
     monkeypatch.setattr(codec.quantize, "rd_round", lambda d, scales, weight=None: torch.round(d))
+
+
+@pytest.fixture
+def nearest_rounding(monkeypatch):
+    round_to_nearest(monkeypatch)
 
 
 @pytest.mark.parametrize("effort", [1, 2])
@@ -64,7 +68,7 @@ def test_effort_lowers_the_rate_distortion_cost_of_the_file(model, pic, quality,
     # effort 1 -1.1 / -0.9 % at qualities 50 / 75, effort 2 -1.8 / -1.6 %. Against the nearest
     # rounding the search starts from, more (r11: effort 1 -2.1 %, effort 2 -3.0 / -3.4 %).
     assert searched < 0.995 * rd_cost(model, pic, quality)[0]
-    monkeypatch.setattr(codec.quantize, "rd_round", lambda d, scales, weight=None: torch.round(d))
+    round_to_nearest(monkeypatch)
     assert searched < 0.99 * rd_cost(model, pic, quality)[0]
 
 
@@ -138,11 +142,9 @@ def test_a_tiled_search_finds_the_whole_images_file(model):
     assert abs(metrics.psnr(tiled.reconstruction.color, pic.color) - metrics.psnr(whole.reconstruction.color, pic.color)) < 0.01
 
 
-def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch):
+def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch, nearest_rounding):
     monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
-    searched = codec.encode(pic, 50, model, effort=1).data
-    monkeypatch.setattr(codec.quantize, "rd_round", lambda d, scales, weight=None: torch.round(d))
-    assert searched == codec.encode(pic, 50, model).data  # effort 0 as the search rounds: to the nearest
+    assert codec.encode(pic, 50, model, effort=1).data == codec.encode(pic, 50, model).data  # both to the nearest
 
 
 def test_effort_outside_its_range_or_on_a_papers_model_is_refused(model, pic):

@@ -92,7 +92,7 @@ def encode_file(
 
     check_output(dst, force, src)  # before the work, and never over the source (links included)
     data = encode(Path(src), quality, model, target_bpp, target_psnr, effort=effort)
-    atomic_write(dst, data, force=force)
+    atomic_write(dst, data, force=force, source=src)
     return read_info(data)
 
 
@@ -105,7 +105,7 @@ def decode_file(
 
     check_output(dst, force, src)
     image = decode(Path(src).read_bytes(), limits, device)
-    atomic_write(dst, image_bytes(image, dst), force=force)
+    atomic_write(dst, image_bytes(image, dst), force=force, source=src)
     return image
 
 

@@ -152,13 +152,11 @@ def encode_one(job: Job, quality: int = 75, model: str | None = None, force: boo
     try:
         from . import codec, io, metrics, zoo
 
-        if job.dst.exists():  # never write over a source (a link in the output tree to it)
-            io.check_output(job.dst, True, job.src)
         pic = io.load(job.src)
         enc = codec.encode(pic, quality, zoo.load(zoo.resolve(model)), reconstruct=True, device=device,
                            effort=effort)
         job.dst.parent.mkdir(parents=True, exist_ok=True)
-        io.atomic_write(job.dst, enc.data, force=True)
+        io.atomic_write(job.dst, enc.data, force=True, source=job.src)
         return Outcome(job, "done", bytes_in=job.src.stat().st_size, bytes_out=len(enc.data),
                        pixels=pic.width * pic.height, psnr=metrics.psnr(pic.color, enc.reconstruction.color))
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
@@ -173,13 +171,11 @@ def decode_one(job: Job, force: bool = False, device: str | None = None, limits:
     try:
         from . import codec, io
 
-        if job.dst.exists():
-            io.check_output(job.dst, True, job.src)
         data = job.src.read_bytes()
         image = codec.decode(data, limits or codec.container.DEFAULT_LIMITS, device=device).to_pil()
         out = io.image_bytes(image, job.dst)
         job.dst.parent.mkdir(parents=True, exist_ok=True)
-        io.atomic_write(job.dst, out, force=True)
+        io.atomic_write(job.dst, out, force=True, source=job.src)
         return Outcome(job, "done", bytes_in=len(data), bytes_out=len(out), pixels=image.width * image.height)
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
         return Outcome(job, "failed", error=f"{type(e).__name__}: {e}")

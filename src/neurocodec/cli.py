@@ -19,8 +19,7 @@ import typer
 app = typer.Typer(
     add_completion=False,
     rich_markup_mode=None,  # plain help: "[default: ...]" and "neurocodec[ray]" are text, not markup
-    no_args_is_help=True,
-    help="neurocodec: a learned image codec. Encode images to .nac files and back.",
+    no_args_is_help=True,  # the help text is _root's docstring
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

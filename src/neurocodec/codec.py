@@ -174,9 +174,9 @@ def _encode_y(
 
     if not isinstance(model.net, CheckerboardHyperprior):
         index = coder.scale_index(scales[0].numpy())
-        residual = rounded(y[0].double() - means[0], index)[None]
-        y_stream, esc = coder.encode(residual[0].numpy().astype(np.int64), index)
-        return [(Stream.Y, y_stream), (Stream.Y_ESCAPES, esc)], residual.add_(means)
+        residual = rounded(y[0].double() - means[0], index)
+        y_stream, esc = coder.encode(residual.numpy().astype(np.int64), index)
+        return [(Stream.Y, y_stream), (Stream.Y_ESCAPES, esc)], residual[None].add_(means)
     streams = []
 
     class Writer:

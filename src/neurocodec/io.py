@@ -201,17 +201,19 @@ def check_output(path: str | os.PathLike, force: bool = False, source: str | os.
         raise FileNotFoundError(f"output folder {folder} does not exist")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes, force: bool = False,
+                 source: str | os.PathLike | None = None) -> None:
     """Write ``data`` to ``path`` all at once: through a temporary file in the same folder that
     takes the name only when complete, so no reader ever sees half a file. Without ``force`` an
-    existing file is never replaced. A symbolic link is written through (the link stays, its
-    target is replaced); a device or pipe such as ``/dev/null`` is written into directly."""
+    existing file is never replaced, and ``source`` (what ``data`` was made from) never, even
+    through a link. A symbolic link is written through (the link stays, its target is replaced);
+    a device or pipe such as ``/dev/null`` is written into directly."""
     path = Path(path)
     if _is_special(path):
         with open(path, "wb") as f:
             f.write(data)
         return
-    check_output(path, force)
+    check_output(path, force, source)
     if path.is_symlink():
         path = Path(os.path.realpath(path))
     folder = path.parent if str(path.parent) else Path(".")
