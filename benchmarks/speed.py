@@ -68,10 +68,9 @@ def child(op: str, path: Path, repeats: int, threads: int, device: str | None, w
 
         torch.set_num_threads(threads)
     if op == "baseline":
-        from neurocodec import zoo
-        from neurocodec.nets.inference import transforms
+        from neurocodec import codec, zoo
 
-        transforms(zoo.load().net, device or "cpu")
+        codec.model_transforms(zoo.load(), device or "cpu")
     elif op == "nc-encode":
         from neurocodec import codec, io, zoo
 
@@ -145,6 +144,10 @@ def _decode_child(path: Path, repeats: int, device: str | None, warmup: bool) ->
             "g_s_trained_module": lambda: net.g_s(gained),
             "g_s_decoder_kernels": lambda: tf.g_s(gained.contiguous(memory_format=torch.channels_last)),
         }
+        if model.postfilter is not None:
+            pf = codec.model_transforms(model, device or "cpu").postfilter
+            pixels = tf.synthesis(y_hat, level)
+            bare["postfilter"] = lambda: pf(pixels, level)
         for fn in bare.values():
             fn()
         times: dict[str, list[float]] = {k: [] for k in bare}

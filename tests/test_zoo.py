@@ -47,6 +47,10 @@ def test_every_model_card_names_its_data_training_and_measured_figures(model_id)
     if "lambdas" in card:  # photo models: one weight file covers every trained lambda
         assert card["lambdas"] == card["config"]["lambdas"]
         assert card["training"]["steps"] > 0
+    if "base" in card:  # a derived model: a post-filter on a shipped photo model
+        assert card["base"] in SHIPPED and card["config"]["base"] == card["base"]
+        assert card["config"]["base_sha256"] == zoo.card(card["base"])["sha256"]
+        assert card["training"]["steps"] > 0
 
 
 @pytest.mark.parametrize("model_id", SHIPPED)

@@ -44,13 +44,15 @@ were measured for ``photo-hp64`` (M=96) and 57 for ``photo-cb64-m224-r4`` (M=224
 (``benchmarks/results/speed.json`` and its git history), so this keeps 25 % headroom."""
 
 
-def decode_memory_estimate(width: int, height: int, latent_channels: int, stride: int = 64) -> int:
+def decode_memory_estimate(
+    width: int, height: int, latent_channels: int, stride: int = 64, halo: int = tiling.SYNTHESIS_HALO
+) -> int:
     """Bytes ``decode`` may need for an image of this size, known from the header alone: the
     whole-image working set untiled, or one tile's plus the whole-image latents when tiled."""
     hp, wp = _padded_size(height, width, stride)
     if tiling.auto_tile(hp // 16, wp // 16) is None:
         return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * hp * wp
-    tile_pixels = ((tiling.TILE + 2 * tiling.SYNTHESIS_HALO) * 16) ** 2
+    tile_pixels = ((tiling.TILE + 2 * halo) * 16) ** 2
     whole = 3 * hp * wp + DECODE_BYTES_PER_LATENT_TILED * latent_channels * (hp // 16) * (wp // 16)
     return DECODE_BASE_BYTES + DECODE_BYTES_PER_PIXEL * tile_pixels + whole
 
@@ -83,6 +85,11 @@ def _padded_size(h: int, w: int, stride: int) -> tuple[int, int]:
 
 def _tile_size(tile: Tile, rows: int, cols: int) -> int | None:
     return tiling.auto_tile(rows, cols) if tile == "auto" else tile
+
+
+def model_transforms(model: PhotoModel, device: str | None = None) -> InferenceTransforms:
+    """The float transforms ``model`` codes with, its post-filter included."""
+    return transforms(model.net, device or default_device(), model.postfilter)
 
 
 def _analysis(tf: InferenceTransforms, color: np.ndarray, level: torch.Tensor, tile: Tile) -> torch.Tensor:
@@ -225,10 +232,11 @@ def _scaled(s: slice, factor: int) -> slice:
 def _synthesis(
     tf: InferenceTransforms, y_hat: torch.Tensor, level: torch.Tensor, h: int, w: int, mode: str, tile: Tile
 ) -> np.ndarray:
-    """g_s tile by tile, straight into the (h, w, 1 or 3) uint8 output; see ``tiling``."""
+    """g_s (and a post-filter) tile by tile, straight into the (h, w, 1 or 3) uint8 output; see ``tiling``."""
     rows, cols = y_hat.shape[2:]
     out = np.empty((h, w, 1 if mode == "L" else 3), dtype=np.uint8)
-    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols), tiling.SYNTHESIS_HALO):
+    halo = tiling.synthesis_halo(tf.synthesis_reach())
+    for sr, sc in tiling.grid(rows, cols, _tile_size(tile, rows, cols), halo):
         r0, c0 = sr.keep_start * 16, sc.keep_start * 16
         r1, c1 = min(sr.keep_stop * 16, h), min(sc.keep_stop * 16, w)
         if r0 >= r1 or c0 >= c1:
@@ -277,7 +285,7 @@ def encode(
         nac, recon = papers.encode(pic, check_quality(quality), model, reconstruct)
         return Encoded(container.pack(nac), recon)
     net = model.net
-    tf = transforms(net, device or default_device())
+    tf = model_transforms(model, device)
     max_rate = (model.levels - 1) * RATE_SCALE
     if rate is None:
         rate = quality_to_rate(quality, model.levels)
@@ -355,7 +363,9 @@ def decode(
             f"latent shapes {list(nac.latent_shapes)} do not fit a {nac.width}x{nac.height} image "
             f"(expected {list(expected)})"
         )
-    limits.check_memory(decode_memory_estimate(nac.width, nac.height, m, net.STRIDE), nac.width, nac.height)
+    tf = model_transforms(model, device)
+    halo = tiling.synthesis_halo(tf.synthesis_reach())
+    limits.check_memory(decode_memory_estimate(nac.width, nac.height, m, net.STRIDE, halo), nac.width, nac.height)
     alpha = None
     if nac.mode == "RGBA":
         alpha = inflate_alpha(nac.stream(Stream.ALPHA), nac.width, nac.height)
@@ -364,7 +374,6 @@ def decode(
     scales, means = _entropy_parameters(model, z_int, level, tile)
     y_hat = _decode_y(model, nac, scales, means)
     del scales, means
-    tf = transforms(net, device or default_device())
     pixels = _synthesis(tf, y_hat, level, nac.height, nac.width, nac.mode, tile)
     icc = nac.stream(Stream.ICC) if nac.has_stream(Stream.ICC) else None
     return _assemble(pixels, icc, alpha)

@@ -31,7 +31,8 @@ class _Coder:
         import torch
 
         from . import zoo
-        from .nets.inference import default_device, transforms
+        from .codec import PhotoModel, model_transforms
+        from .nets.inference import default_device
 
         torch.set_num_threads(threads)
         self.kind = kind
@@ -39,7 +40,8 @@ class _Coder:
         self.options["device"] = self.options.get("device") or default_device()
         if kind == "encode":
             model = zoo.load(zoo.resolve(self.options.get("model")))
-            transforms(model.net, self.options["device"])
+            if isinstance(model, PhotoModel):
+                model_transforms(model, self.options["device"])
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         one = batch.encode_one if self.kind == "encode" else batch.decode_one

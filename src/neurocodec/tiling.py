@@ -45,6 +45,13 @@ decides its floats, so a wider one would change the bytes of large images that e
 wrote. The decoder's wider halo leaves old files' pixels as they were, up to float summation
 order: both halos exceed the old models' reach."""
 
+def synthesis_halo(reach: int) -> int:
+    """The decoder's halo for a synthesis reaching ``reach`` pixels: ``SYNTHESIS_HALO``, or wider
+    for a model with a post-filter (``zoo.PhotoModel``), whose reach adds to g_s's. Only the
+    decoder's tiles depend on it, and only up to float summation order."""
+    return max(SYNTHESIS_HALO, reach // 16 + 1)
+
+
 REFINE_HALO = SYNTHESIS_HALO
 """The same for the encoder's latent search (``refine``, efforts 1 and 2), which is not exact at a
 tile's edge: the cost it descends reaches through g_s (5 latents) and the context model, and a

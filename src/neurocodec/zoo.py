@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -29,6 +29,7 @@ from .entropy import FactorizedCoder, GaussianCoder
 from .errors import NacModelError
 from .nets import build as build_net
 from .nets.hyperprior import EXACT_SUM_LIMIT, HyperpriorConfig, MeanScaleHyperprior
+from .nets.postfilter import PostFilter, PostFilterConfig
 
 if TYPE_CHECKING:
     from .papers import PaperModel
@@ -40,7 +41,12 @@ DEFAULT_MODEL = "photo-cb64-m224-r15"
 
 @dataclass(frozen=True)
 class PhotoModel:
-    """A mean-scale hyperprior with its coders; ``digest`` is what ``.nac`` headers record."""
+    """A mean-scale hyperprior with its coders; ``digest`` is what ``.nac`` headers record.
+
+    A *derived* model (``postfilter`` set) shares its base model's network and coders, so it
+    writes the base's bitstream under its own ID, and its decoder runs ``postfilter`` on g_s's
+    output. Its file holds the filter alone and names the base by ID and SHA-256: the package
+    ships one copy of the base's 10 MB whatever filters sit on top of it."""
 
     model_id: str
     digest: bytes
@@ -48,6 +54,7 @@ class PhotoModel:
     z_coder: FactorizedCoder
     y_coder: GaussianCoder
     card: dict
+    postfilter: PostFilter | None = None
 
     @property
     def levels(self) -> int:
@@ -179,6 +186,8 @@ def _load(model_id: str) -> "Model":
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     cfg = json.loads(meta["config"])
     digest = bytes.fromhex(sha)[:8]
+    if cfg.get("family") == "postfilter":
+        return _derived(model_id, digest, meta_card, cfg, tensors, path.name)
     if cfg.get("family", "hyperprior") != "hyperprior":
         from . import papers
 
@@ -203,6 +212,28 @@ def _load(model_id: str) -> "Model":
     z_coder = FactorizedCoder(t["tables.z_offsets"], _ragged(t["tables.z_pmfs"], t["tables.z_lengths"]))
     y_coder = GaussianCoder(t["tables.y_scales"], t["tables.y_radii"], _ragged(t["tables.y_pmfs"], t["tables.y_lengths"]))
     return PhotoModel(model_id, digest, net, z_coder, y_coder, meta_card)
+
+
+def _derived(model_id: str, digest: bytes, meta_card: dict, cfg: dict, tensors: dict, name: str) -> PhotoModel:
+    """A base photo model with a post-filter (see ``PhotoModel``); the base must be installed
+    with exactly the weights the filter was trained on."""
+    base_id = cfg.get("base")
+    if not isinstance(base_id, str) or base_id == model_id:
+        raise NacModelError(f"weights file {name} names no usable base model")
+    base = _load(base_id)
+    if not isinstance(base, PhotoModel) or base.postfilter is not None:
+        raise NacModelError(f"weights file {name}: base model {base_id!r} is not a plain photo model")
+    if _read_card(_folder(base_id), base_id)["sha256"] != cfg.get("base_sha256"):
+        raise NacModelError(f"weights file {name} was trained on other weights of {base_id!r} than the installed ones")
+    try:
+        net = PostFilter(PostFilterConfig(channels=cfg["channels"], depth=cfg["depth"], levels=cfg["levels"]))
+        if net.config.levels != base.levels:
+            raise ValueError(f"{net.config.levels} levels, base has {base.levels}")
+        net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise NacModelError(f"weights file {name} has an unusable post-filter: {e}") from None
+    net.eval().requires_grad_(False)
+    return replace(base, model_id=model_id, digest=digest, card=meta_card, postfilter=net)
 
 
 load.cache_clear = _load.cache_clear  # type: ignore[attr-defined]  # tests swap zoos in and out

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from .hyperprior import MeanScaleHyperprior, run_synthesis
 from .layers import GDN
+from .postfilter import PostFilter
 
 # Kernel index of a 5-tap, stride-2 transposed convolution that feeds output phase r from input
 # offsets -1, 0, +1 (None: that offset does not reach the phase).
@@ -87,9 +88,10 @@ def _frozen(module: nn.Module) -> nn.Module:
 
 
 class InferenceTransforms:
-    """g_a, h_a and g_s of one network on one device, in channels-last, without autograd."""
+    """g_a, h_a and g_s of one network on one device, in channels-last, without autograd; with
+    ``postfilter``, the synthesis ends with it (a derived model's decoder, ``zoo.PhotoModel``)."""
 
-    def __init__(self, net: MeanScaleHyperprior, device: torch.device):
+    def __init__(self, net: MeanScaleHyperprior, device: torch.device, postfilter: PostFilter | None = None):
         self.device = device
         self.net = net
         self.dtype = net.gain.dtype  # float32 as shipped; a float64 copy of a net stays float64
@@ -97,8 +99,15 @@ class InferenceTransforms:
         self.h_a = nn.Sequential(*map(_frozen, net.h_a))
         self.g_s = nn.Sequential(*map(_frozen, net.g_s))
         self.blocks = nn.ModuleDict({k: copy.deepcopy(b) for k, b in net.synthesis_blocks.items()})
-        for module in (self.g_a, self.h_a, self.g_s, self.blocks):
-            module.to(device=device, memory_format=torch.channels_last).eval().requires_grad_(False)
+        self.postfilter = copy.deepcopy(postfilter) if postfilter is not None else None
+        for module in (self.g_a, self.h_a, self.g_s, self.blocks, self.postfilter):
+            if module is not None:
+                module.to(device=device, dtype=self.dtype, memory_format=torch.channels_last)
+                module.eval().requires_grad_(False)
+
+    def synthesis_reach(self) -> int:
+        """Pixels away that the synthesis output still depends on a latent's (``tiling.synthesis_halo``)."""
+        return self.net.synthesis_reach() + (self.postfilter.reach() if self.postfilter is not None else 0)
 
     def _gain(self, table: Tensor, level: Tensor) -> Tensor:
         return self.net.interpolate(table.detach(), level).to(self.device, self.dtype)
@@ -119,13 +128,16 @@ class InferenceTransforms:
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
         y_hat = y_hat.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        return run_synthesis(self.g_s, self.blocks, y_hat * self._y_gain(self.net.inv_gain, level))
+        x = run_synthesis(self.g_s, self.blocks, y_hat * self._y_gain(self.net.inv_gain, level))
+        if self.postfilter is not None:
+            x = self.postfilter(x, level.to(self.device))
+        return x
 
 
 @functools.lru_cache(maxsize=8)
-def transforms(net: MeanScaleHyperprior, device: str = "cpu") -> InferenceTransforms:
-    """Built once per (network, device) and process, like the models in ``zoo``."""
-    return InferenceTransforms(net, torch.device(device))
+def transforms(net: MeanScaleHyperprior, device: str = "cpu", postfilter: PostFilter | None = None) -> InferenceTransforms:
+    """Built once per (network, device, post-filter) and process, like the models in ``zoo``."""
+    return InferenceTransforms(net, torch.device(device), postfilter)
 
 
 @functools.lru_cache(maxsize=8)

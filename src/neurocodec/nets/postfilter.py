@@ -1,0 +1,60 @@
+"""A decoder-side post-filter: a small residual CNN applied to g_s's output.
+
+g_s is trained jointly with the entropy model, so its capacity is spent under a rate constraint.
+A filter after it costs no bits: it sees the decoded image and the rate level it was coded at
+and learns to remove what coding leaves behind at that level (ringing and blur at low rates;
+at high rates it learns to do almost nothing). It is the image-domain counterpart of the loop
+filters of video codecs, here non-normative in the sense that the bitstream does not change:
+a filtered model is a *derived* model (``zoo``) whose file holds only the filter and names the
+base model whose bitstream it decodes.
+
+Layout: pixel-unshuffle by 2 (12 channels at half resolution, where the convolutions cost a
+quarter), a constant plane with the level, ``depth`` 3x3 convolutions of ``channels`` with
+ReLU, a 3x3 convolution back to 12 channels that starts at zero (so an untrained filter is the
+identity), pixel-shuffle, and the result added to the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+@dataclass(frozen=True)
+class PostFilterConfig:
+    channels: int = 32
+    depth: int = 4  # 3x3 convolutions before the output convolution, the input one included
+    levels: int = 13  # the base model's rate levels; the level plane is level / (levels - 1)
+
+    def __post_init__(self):
+        if self.channels < 1 or self.depth < 1 or self.levels < 2:
+            raise ValueError(f"unusable post-filter config {self}")
+
+
+class PostFilter(nn.Module):
+    def __init__(self, config: PostFilterConfig):
+        super().__init__()
+        self.config = config
+        c = config.channels
+        layers: list[nn.Module] = [nn.Conv2d(13, c, 3, padding=1), nn.ReLU()]
+        for _ in range(config.depth - 1):
+            layers += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(c, 12, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def reach(self) -> int:
+        """Pixels away that an output still depends on an input: depth + 1 convolutions of 3x3 at
+        half resolution, plus one pixel for where a pixel falls in its 2x2 cell."""
+        return 2 * (self.config.depth + 1) + 1
+
+    def forward(self, x: Tensor, level: Tensor) -> Tensor:
+        """(B, 3, H, W) pixels in about [0, 1], H and W even; ``level`` (B,) -> the same, filtered."""
+        u = F.pixel_unshuffle(x, 2)
+        plane = (level.to(u.dtype) / (self.config.levels - 1)).reshape(-1, 1, 1, 1)
+        u = torch.cat([u, plane.expand(u.shape[0], 1, *u.shape[2:])], dim=1)
+        return x + F.pixel_shuffle(self.out(self.body(u)), 2)

@@ -1,0 +1,149 @@
+"""Post-filters and the derived models that carry them: the filter network, how a derived model
+loads on top of its base, what it changes in files (the header only) and in pixels, and the
+trainer that makes one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+import neurocodec
+from neurocodec import codec, container, io, metrics, zoo
+from neurocodec.errors import NacModelError
+from neurocodec.nets.postfilter import PostFilter, PostFilterConfig
+
+from conftest import photo_like
+
+BASE = zoo.DEFAULT_MODEL if zoo.load().postfilter is None else zoo.load().card["base"]
+
+
+def random_filter(seed: int = 0, channels: int = 8, depth: int = 2) -> PostFilter:
+    torch.manual_seed(seed)
+    net = PostFilter(PostFilterConfig(channels, depth, zoo.load(BASE).levels))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return net.eval()
+
+
+def write_derived(folder, model_id: str, net: PostFilter, base: str = BASE, base_sha: str | None = None) -> None:
+    folder.mkdir(exist_ok=True)
+    meta = {"family": "postfilter", "base": base, "base_sha256": base_sha or zoo.card(BASE)["sha256"],
+            "channels": net.config.channels, "depth": net.config.depth, "levels": net.config.levels}
+    path = folder / f"{model_id}.safetensors"
+    save_file({k: v.half() for k, v in net.state_dict().items()}, str(path), {"config": json.dumps(meta)})
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    (folder / f"{model_id}.json").write_text(json.dumps({"model_id": model_id, "sha256": sha, "config": meta}))
+
+
+@pytest.fixture
+def derived(tmp_path, monkeypatch):
+    """A derived model 'photo-test-pf' on $NEUROCODEC_WEIGHTS_PATH, with a random filter on the base."""
+    write_derived(tmp_path / "w", "photo-test-pf", random_filter())
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path / "w"))
+    zoo.load.cache_clear()
+    yield zoo.load("photo-test-pf")
+    zoo.load.cache_clear()
+
+
+def test_an_untrained_post_filter_is_the_identity():
+    net = PostFilter(PostFilterConfig(8, 2, 13))
+    x = torch.rand(2, 3, 32, 48)
+    assert torch.equal(net(x, torch.tensor([0.0, 7.5])), x)
+
+
+def test_a_post_filter_depends_on_pixels_within_its_reach_only():
+    net = random_filter(depth=3)
+    x = torch.rand(1, 3, 64, 64)
+    y = x.clone()
+    y[0, :, 32, 32] += 0.5
+    changed = (net(x, torch.tensor([3.0])) - net(y, torch.tensor([3.0]))).abs().sum(dim=(0, 1)) > 0
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    reach = max((rows - 32).abs().max().item(), (cols - 32).abs().max().item())
+    assert 0 < reach <= net.reach()
+    assert reach > net.reach() - 3  # the bound is tight, so the decoder's tile halo is not oversized
+
+
+def test_a_post_filter_sees_the_rate_level():
+    net = random_filter()
+    x = torch.rand(1, 3, 32, 32)
+    assert not torch.equal(net(x, torch.tensor([0.0])), net(x, torch.tensor([12.0])))
+
+
+def test_a_derived_model_shares_its_base_s_network_and_coders(derived):
+    base = zoo.load(BASE)
+    assert derived.net is base.net and derived.y_coder is base.y_coder and derived.z_coder is base.z_coder
+    assert derived.digest != base.digest and derived.postfilter is not None
+
+
+def test_a_derived_model_writes_its_base_s_bitstream_under_its_own_id(derived):
+    pic = io.load(photo_like(96, 128, seed=3))
+    ours = container.unpack(codec.encode(pic, 40, derived).data)
+    theirs = container.unpack(codec.encode(pic, 40, zoo.load(BASE)).data)
+    assert ours.model_id == "photo-test-pf" and ours.weights_digest == derived.digest
+    assert ours.streams == theirs.streams and ours.rate == theirs.rate
+
+
+def test_a_derived_model_s_decoder_filters_and_returns_the_encoder_s_reconstruction(derived):
+    img = photo_like(96, 128, seed=4)
+    enc = codec.encode(io.load(img), 40, derived, reconstruct=True)
+    base = codec.encode(io.load(img), 40, zoo.load(BASE), reconstruct=True)
+    decoded = np.asarray(neurocodec.decode(enc.data))
+    assert np.array_equal(decoded, enc.reconstruction.pixels)
+    assert not np.array_equal(decoded, base.reconstruction.pixels)
+
+
+def test_a_tiled_decode_with_a_post_filter_has_no_seams(derived):
+    img = photo_like(200, 300, seed=7)
+    whole = codec.encode(io.load(img), 70, derived, reconstruct=True, tile=None).reconstruction.pixels
+    tiled = codec.encode(io.load(img), 70, derived, reconstruct=True, tile=3).reconstruction.pixels
+    diff = np.abs(tiled.astype(int) - whole.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.001  # float summation order, nothing more
+
+
+def test_a_filter_trained_on_other_weights_of_its_base_is_refused(tmp_path, monkeypatch):
+    write_derived(tmp_path / "w", "photo-test-pf", random_filter(), base_sha="0" * 64)
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path / "w"))
+    zoo.load.cache_clear()
+    with pytest.raises(NacModelError, match="trained on other weights"):
+        zoo.load("photo-test-pf")
+    zoo.load.cache_clear()
+
+
+def test_a_filter_whose_base_is_not_installed_is_refused(tmp_path, monkeypatch):
+    write_derived(tmp_path / "w", "photo-test-pf", random_filter(), base="photo-nowhere")
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path / "w"))
+    zoo.load.cache_clear()
+    with pytest.raises(NacModelError, match="photo-nowhere"):
+        zoo.load("photo-test-pf")
+    zoo.load.cache_clear()
+
+
+def test_the_trainer_resumes_and_its_export_loads_as_a_derived_model(tmp_path, monkeypatch):
+    from neurocodec.train import postfilter as trainer
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):  # index 3 validates
+        Image.fromarray(photo_like(80, 96, seed=i)).save(data / f"img{i}.png")
+    cfg = dict(data=str(data), out=str(tmp_path / "run"), base=BASE, channels=4, depth=1, crops_per_file=1,
+               rates_per_crop=1, pair_size=64, window=32, batch=2, eval_every=2)
+    trainer.train(trainer.PostFilterTrainConfig(**cfg, steps=2))
+    trainer.train(trainer.PostFilterTrainConfig(**cfg, steps=4))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    weights = tmp_path / "w"
+    weights.mkdir()
+    trainer.export(tmp_path / "run", "photo-test-pf", weights)
+    monkeypatch.setenv(zoo.PATH_VARIABLE, str(weights))
+    zoo.load.cache_clear()
+    model = zoo.load("photo-test-pf")
+    assert model.card["training"]["steps"] == 4 and model.card["base"] == BASE
+    img = photo_like(64, 64, seed=9)
+    assert metrics.psnr(img, np.asarray(neurocodec.decode(neurocodec.encode(img, quality=50, model="photo-test-pf")))) > 20
+    zoo.load.cache_clear()
