@@ -147,3 +147,12 @@ def test_the_trainer_resumes_and_its_export_loads_as_a_derived_model(tmp_path, m
     img = photo_like(64, 64, seed=9)
     assert metrics.psnr(img, np.asarray(neurocodec.decode(neurocodec.encode(img, quality=50, model="photo-test-pf")))) > 20
     zoo.load.cache_clear()
+
+
+def test_the_encoder_s_search_scores_the_filtered_output(derived):
+    """Effort 1 descends the cost of what the decoder shows, which for a derived model is the
+    filter's output: its latents differ from the base model's search."""
+    pic = io.load(photo_like(64, 64, seed=5))
+    ours = container.unpack(codec.encode(pic, 40, derived, effort=1).data)
+    theirs = container.unpack(codec.encode(pic, 40, zoo.load(BASE), effort=1).data)
+    assert ours.streams != theirs.streams

@@ -299,7 +299,7 @@ def encode(
     z = tf.hyper_analysis(y, level).cpu()
     z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
     if effort:
-        y = refine.refine(net, pic.color, y, z_int, level, effort, _tile_size(tile, *y.shape[2:]))
+        y = refine.refine(net, pic.color, y, z_int, level, effort, _tile_size(tile, *y.shape[2:]), model.postfilter)
     scales, means = _entropy_parameters(model, z_int, level, tile)
     y_streams, y_hat = _encode_y(model, y, scales, means, rd_rounding=not effort)
     del scales, means

@@ -49,6 +49,7 @@ from torch import Tensor
 from . import tiling
 from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
+from .nets.postfilter import PostFilter
 from .nets.priors import gaussian_likelihood
 
 
@@ -130,9 +131,11 @@ def _parameters(net: MeanScaleHyperprior, y: Tensor, hyper: Tensor, first: Tenso
 
 
 def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], grey: bool, y: Tensor,
-                 hyper: Tensor, level: Tensor, lam: float, search: Search, row0: int, col0: int) -> Tensor:
+                 hyper: Tensor, level: Tensor, lam: float, search: Search, row0: int, col0: int,
+                 postfilter: PostFilter | None = None) -> Tensor:
     """``search`` on one tile; ``valid``: rows and columns of ``x`` inside the image
-    (the rest is padding nobody sees); ``grey``: the decoder will average the three channels."""
+    (the rest is padding nobody sees); ``grey``: the decoder will average the three channels;
+    ``postfilter``: a derived model's, which the decoder runs after g_s."""
     h, w = valid
     target = x[:, :1, :h, :w] if grey else x[:, :, :h, :w]
     inv_gain = net.y_gain(net.inv_gain, level)
@@ -146,7 +149,10 @@ def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], gr
         tau = max(search.tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
-        x_hat = net.synthesis_transform(y_soft * inv_gain)[:, :, :h, :w]
+        x_hat = net.synthesis_transform(y_soft * inv_gain)
+        if postfilter is not None:
+            x_hat = postfilter(x_hat, level)
+        x_hat = x_hat[:, :, :h, :w]
         if grey:
             x_hat = x_hat.mean(dim=1, keepdim=True)  # what codec._to_pixels keeps of an L image
         cost = bits + lam * 255**2 * (x_hat - target).square().sum() / x_hat.shape[1]
@@ -158,10 +164,11 @@ def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], gr
 
 def refine(
     net: MeanScaleHyperprior, color: np.ndarray, y: Tensor, z_int: np.ndarray, level: Tensor, effort: int,
-    tile: int | None,
+    tile: int | None, postfilter: PostFilter | None = None,
 ) -> Tensor:
     """Latents y (gained, (1, M, rows, cols) float32) refined for ``color`` (H x W x 1|3 uint8) at
-    ``level``, with z's symbols ``z_int`` held; ``tile`` latent cells per tile side or ``None``."""
+    ``level``, with z's symbols ``z_int`` held; ``tile`` latent cells per tile side or ``None``;
+    the cost's distortion is measured after ``postfilter`` when the model has one."""
     search = EFFORTS[check_effort(effort)]
     if search is None:
         return y
@@ -178,7 +185,7 @@ def refine(
                      max(0, min(sc.stop * 16, width) - sc.start * 16))
             region = (slice(None), slice(None), slice(sr.start, sr.stop), slice(sc.start, sc.stop))
             y_tile = _refine_tile(net, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region], level,
-                                  lam, search, sr.start, sc.start)
+                                  lam, search, sr.start, sc.start, postfilter)
             if torch.isfinite(y_tile).all():  # else keep the amortized latents: never a broken file
                 out[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner]
     return out
