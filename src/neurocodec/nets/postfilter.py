@@ -43,6 +43,10 @@ class PostFilter(nn.Module):
         for _ in range(config.depth - 1):
             layers += [nn.Conv2d(c, c, 3, padding=1), nn.ReLU()]
         self.body = nn.Sequential(*layers)
+        for layer in layers:  # He et al. 2015: PyTorch's default init shrank features ~15x by the last layer
+            if isinstance(layer, nn.Conv2d):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
         self.out = nn.Conv2d(c, 12, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

@@ -158,9 +158,11 @@ def train(cfg: PostFilterTrainConfig, time_budget: float | None = None) -> None:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
             idx = gen.integers(n, size=cfg.batch)
-            top, left = gen.integers(s - w + 1, size=2)
-            x = torch.from_numpy(train_pairs["decoded"][idx, :, top : top + w, left : left + w]).float()
-            ref = torch.from_numpy(train_pairs["original"][idx, :, top : top + w, left : left + w]).float() / 255
+            corners = gen.integers(s - w + 1, size=(cfg.batch, 2))
+            x = torch.from_numpy(np.stack([train_pairs["decoded"][i, :, t : t + w, l : l + w]
+                                           for i, (t, l) in zip(idx, corners)])).float()
+            ref = torch.from_numpy(np.stack([train_pairs["original"][i, :, t : t + w, l : l + w]
+                                             for i, (t, l) in zip(idx, corners)])).float() / 255
             if gen.integers(2):
                 x, ref = x.flip(3), ref.flip(3)
             loss = F.mse_loss(net(x, torch.from_numpy(train_pairs["level"][idx])), ref)
