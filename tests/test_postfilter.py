@@ -156,3 +156,10 @@ def test_the_encoder_s_search_scores_the_filtered_output(derived):
     ours = container.unpack(codec.encode(pic, 40, derived, effort=1).data)
     theirs = container.unpack(codec.encode(pic, 40, zoo.load(BASE), effort=1).data)
     assert ours.streams != theirs.streams
+
+
+def test_a_post_filter_is_never_exported_under_a_shipped_id(tmp_path):
+    from neurocodec.train import postfilter as trainer
+
+    with pytest.raises(ValueError, match="shipped"):
+        trainer.export(tmp_path, zoo.DEFAULT_MODEL, tmp_path)

@@ -191,6 +191,11 @@ def export(run: Path, model_id: str, dest: Path = zoo.WEIGHTS_DIR) -> str:
     base's SHA-256) with a model card; returns the file's SHA-256."""
     from safetensors.torch import save_file
 
+    from .export import id_problem
+
+    problem = id_problem(model_id, dest)
+    if problem:
+        raise ValueError(problem)
     cfg = PostFilterTrainConfig(**json.loads((run / "config.json").read_text()))
     state = torch.load(run / "checkpoint.pt", weights_only=False)
     base_card = zoo.card(cfg.base)
@@ -225,11 +230,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--time-budget", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--export", type=Path, metavar="RUN", help="write RUN's filter into the package's weights")
     p.add_argument("--model-id", help="with --export: the derived model's ID")
+    p.add_argument("--dest", type=Path, default=zoo.WEIGHTS_DIR, help="with --export: where the two files go "
+                   "(default: the package's weights)")
     args = p.parse_args(argv)
     if args.export:
         if not args.model_id:
             p.error("--export needs --model-id")
-        print(export(args.export, args.model_id))
+        try:
+            print(export(args.export, args.model_id, args.dest))
+        except ValueError as e:
+            p.error(str(e))
         return
     values: dict = json.loads(args.config.read_text()) if args.config else {}
     for f in fields(PostFilterTrainConfig):
