@@ -203,6 +203,7 @@ def export(run: Path, model_id: str, dest: Path = zoo.WEIGHTS_DIR) -> str:
             "channels": cfg.channels, "depth": cfg.depth, "levels": len(base_card["lambdas"])}
     path = dest / f"{model_id}.safetensors"
     save_file({k: v.half().contiguous() for k, v in state["net"].items()}, str(path), {"config": json.dumps(meta)})
+    path.chmod(0o644)  # safetensors writes owner-only; package files are world-readable
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     card = {
