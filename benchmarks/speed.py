@@ -226,7 +226,7 @@ def seams(files: list[Path], tile: int) -> dict:
         max_pixel = max(max_pixel, int(np.abs(a.astype(int) - b.astype(int)).max()))
         identical += tiled.data == whole.data
     return {"images": len(files), "quality": QUALITY, "tile_latents": tile, "halo_latents": tiling.HALO,
-            "synthesis_halo_latents": tiling.SYNTHESIS_HALO,
+            "synthesis_halo_latents": tiling.synthesis_halo(codec.model_transforms(model, "cpu").synthesis_reach()),
             "psnr_delta_db": {"max_abs": max(map(abs, psnr)), "mean": statistics.mean(psnr)},
             "bpp_delta": {"max_abs": max(map(abs, bpp)), "mean": statistics.mean(bpp)},
             "max_abs_pixel_difference": max_pixel, "identical_files": identical}
