@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import neurocodec
 from neurocodec import codec, container, io, metrics, zoo
@@ -146,6 +146,12 @@ def test_the_trainer_resumes_and_its_export_loads_as_a_derived_model(tmp_path, m
     assert model.card["training"]["steps"] == 4 and model.card["base"] == BASE
     img = photo_like(64, 64, seed=9)
     assert metrics.psnr(img, np.asarray(neurocodec.decode(neurocodec.encode(img, quality=50, model="photo-test-pf")))) > 20
+    # a new run can start from exported weights (a shipped filter): with no steps, it exports them unchanged
+    trainer.train(trainer.PostFilterTrainConfig(**{**cfg, "out": str(tmp_path / "run2")}, steps=0,
+                                                init=str(weights / "photo-test-pf.safetensors")))
+    trainer.export(tmp_path / "run2", "photo-test-pf2", weights)
+    a, b = (load_file(str(weights / f"{m}.safetensors")) for m in ("photo-test-pf", "photo-test-pf2"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     zoo.load.cache_clear()
 
 

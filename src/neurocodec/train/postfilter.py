@@ -51,6 +51,7 @@ class PostFilterTrainConfig:
     lr: float = 1e-3
     seed: int = 0
     eval_every: int = 1000
+    init: str | None = None  # a derived model's .safetensors to start from when the run has no checkpoint
 
 
 def _decoded(model: zoo.PhotoModel, color: np.ndarray, rate: int) -> torch.Tensor:
@@ -144,6 +145,10 @@ def train(cfg: PostFilterTrainConfig, time_budget: float | None = None) -> None:
         opt.load_state_dict(state["opt"])
         gen.bit_generator.state = state["rng"]
         step = state["step"]
+    elif cfg.init:
+        from safetensors.torch import load_file
+
+        net.load_state_dict({k: v.float() for k, v in load_file(cfg.init).items()})
 
     def save() -> None:
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "rng": gen.bit_generator.state, "step": step},
@@ -214,7 +219,7 @@ def export(run: Path, model_id: str, dest: Path = zoo.WEIGHTS_DIR) -> str:
         "training": {"data": "photos-train: 256x256 crops of the training split coded by the base model at "
                              f"random rates; files at index 16k+{VALIDATION_INDEX} validate, 16k+15 stay held out",
                      "steps": state["step"], "batch": cfg.batch, "window": cfg.window, "lr": cfg.lr,
-                     "seed": cfg.seed, "loss": "MSE"},
+                     "seed": cfg.seed, "loss": "MSE", **({"init": Path(cfg.init).name} if cfg.init else {})},
         "validation": log[-1] if log else None,
     }
     (dest / f"{model_id}.json").write_text(json.dumps(card, indent=1) + "\n")
@@ -229,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="run folder: config, cached pairs, checkpoint and log live here")
     p.add_argument("--steps", type=int)
     p.add_argument("--time-budget", type=float, help="stop cleanly after this many seconds")
+    p.add_argument("--init", help="start from this derived model's weights file (when the run has no checkpoint)")
     p.add_argument("--export", type=Path, metavar="RUN", help="write RUN's filter into the package's weights")
     p.add_argument("--model-id", help="with --export: the derived model's ID")
     p.add_argument("--dest", type=Path, default=zoo.WEIGHTS_DIR, help="with --export: where the two files go "
