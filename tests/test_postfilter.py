@@ -106,20 +106,15 @@ def test_a_tiled_decode_with_a_post_filter_has_no_seams(derived):
     assert diff.max() <= 1 and (diff > 0).mean() < 0.001  # float summation order, nothing more
 
 
-def test_a_filter_trained_on_other_weights_of_its_base_is_refused(tmp_path, monkeypatch):
-    write_derived(tmp_path / "w", "photo-test-pf", random_filter(), base_sha="0" * 64)
+@pytest.mark.parametrize("base,base_sha,error", [
+    (BASE, "0" * 64, "trained on other weights"),  # the base is installed, with other weights
+    ("photo-nowhere", None, "photo-nowhere"),  # the base is not installed at all
+])
+def test_a_derived_model_loads_only_on_the_exact_base_it_was_trained_on(tmp_path, monkeypatch, base, base_sha, error):
+    write_derived(tmp_path / "w", "photo-test-pf", random_filter(), base=base, base_sha=base_sha)
     monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path / "w"))
     zoo.load.cache_clear()
-    with pytest.raises(NacModelError, match="trained on other weights"):
-        zoo.load("photo-test-pf")
-    zoo.load.cache_clear()
-
-
-def test_a_filter_whose_base_is_not_installed_is_refused(tmp_path, monkeypatch):
-    write_derived(tmp_path / "w", "photo-test-pf", random_filter(), base="photo-nowhere")
-    monkeypatch.setenv(zoo.PATH_VARIABLE, str(tmp_path / "w"))
-    zoo.load.cache_clear()
-    with pytest.raises(NacModelError, match="photo-nowhere"):
+    with pytest.raises(NacModelError, match=error):
         zoo.load("photo-test-pf")
     zoo.load.cache_clear()
 
