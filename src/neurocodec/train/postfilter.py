@@ -8,7 +8,7 @@ same rounding, the same context passes), kept as g_s's float output. The held-ou
 which it does not train on. Training is MSE on random 128x128 windows of the pairs, Adam,
 cosine learning-rate decay, resumable from the run folder's checkpoint.
 
-    python -m neurocodec.train.postfilter --config configs/pf-r15-c32-d4.json --data DIR --out RUN
+    python -m neurocodec.train.postfilter --config src/neurocodec/train/configs/pf-r15-c48-d6.json --data DIR --out RUN
     python -m neurocodec.train.postfilter --export RUN --model-id ID   # -> weights + card
 """
 
