@@ -118,6 +118,20 @@ def test_a_derived_model_loads_only_on_the_exact_base_it_was_trained_on(tmp_path
         zoo.load("photo-test-pf")
     zoo.load.cache_clear()
 
+def test_a_deepened_filter_computes_what_the_shallower_one_did():
+    shallow = random_filter(depth=2)
+    deep = PostFilter(PostFilterConfig(8, 4, shallow.config.levels)).eval()
+    deep.load_shallower(shallow.state_dict())
+    x, level = torch.rand(1, 3, 32, 32), torch.tensor([4.0])
+    assert torch.allclose(deep(x, level), shallow(x, level), atol=1e-6)
+    assert not torch.allclose(deep(x, level), x)  # the filter still does something
+
+
+@pytest.mark.parametrize("channels, depth", [(16, 4), (8, 1)], ids=["wider", "deeper-than-target"])
+def test_deepening_refuses_a_filter_that_does_not_fit(channels, depth):
+    with pytest.raises(ValueError, match="does not fit"):
+        PostFilter(PostFilterConfig(8, depth, 13)).load_shallower(random_filter(channels=channels, depth=2).state_dict())
+
 
 def test_the_trainer_resumes_and_its_export_loads_as_a_derived_model(tmp_path, monkeypatch):
     from neurocodec.train import postfilter as trainer

@@ -258,6 +258,24 @@ def _to_pixels(x: torch.Tensor, mode: str) -> np.ndarray:
     return rgb
 
 
+def code_latents(
+    model: PhotoModel, tf: InferenceTransforms, color: np.ndarray, level: torch.Tensor, effort: int = 0,
+    tile: Tile = "auto",
+) -> tuple[np.ndarray, list[tuple[Stream, bytes]], torch.Tensor]:
+    """What a file stores for ``color`` at ``level`` but its header: z's integers, y's streams,
+    and y as the decoder will rebuild it (y-hat, float32, on the CPU). ``encode`` is this plus the
+    header and the extra streams; a post-filter's trainer takes its inputs from here so that they
+    are exactly what decoding a file gives."""
+    y = _analysis(tf, color, level, tile)
+    z = tf.hyper_analysis(y, level).cpu()
+    z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
+    if effort:
+        y = refine.refine(model.net, color, y, z_int, level, effort, _tile_size(tile, *y.shape[2:]), model.postfilter)
+    scales, means = _entropy_parameters(model, z_int, level, tile)
+    y_streams, y_hat = _encode_y(model, y, scales, means, rd_rounding=not effort)
+    return z_int, y_streams, y_hat
+
+
 @torch.inference_mode()
 def encode(
     pic: Picture, quality: int = 75, model: Model | None = None, reconstruct: bool = False,
@@ -284,7 +302,6 @@ def encode(
             raise ValueError(f"effort applies to the photo models; '{model.model_id}' is one of the papers' models")
         nac, recon = papers.encode(pic, check_quality(quality), model, reconstruct)
         return Encoded(container.pack(nac), recon)
-    net = model.net
     tf = model_transforms(model, device)
     max_rate = (model.levels - 1) * RATE_SCALE
     if rate is None:
@@ -295,15 +312,7 @@ def encode(
         quality = rate_to_quality(rate, model.levels)
     level = torch.tensor([rate / RATE_SCALE])
 
-    y = _analysis(tf, pic.color, level, tile)
-    z = tf.hyper_analysis(y, level).cpu()
-    z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
-    if effort:
-        y = refine.refine(net, pic.color, y, z_int, level, effort, _tile_size(tile, *y.shape[2:]), model.postfilter)
-    scales, means = _entropy_parameters(model, z_int, level, tile)
-    y_streams, y_hat = _encode_y(model, y, scales, means, rd_rounding=not effort)
-    del scales, means
-
+    z_int, y_streams, y_hat = code_latents(model, tf, pic.color, level, effort, tile)
     streams = [(Stream.Z, model.z_coder.encode(z_int)), *y_streams]
     if pic.mode == "RGBA":
         streams.append((Stream.ALPHA, zlib.compress(pic.pixels[:, :, 3].tobytes(), 9)))
@@ -312,7 +321,7 @@ def encode(
     nac = NacFile(
         model_id=model.model_id, weights_digest=model.digest, quality=int(quality), rate=rate,
         width=pic.width, height=pic.height, mode=pic.mode,
-        latent_shapes=(tuple(y.shape[1:]), tuple(z.shape[1:])), streams=tuple(streams),
+        latent_shapes=(tuple(y_hat.shape[1:]), z_int.shape), streams=tuple(streams),
     )
     recon = None
     if reconstruct:

@@ -51,6 +51,25 @@ class PostFilter(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
+    def load_shallower(self, state: dict[str, Tensor]) -> None:
+        """Start from a trained filter of the same width and at most this depth, computing exactly
+        what it computed: its convolutions come first, each extra one is the identity (its input
+        is a ReLU output, so ReLU of it changes nothing), and its output convolution is ours.
+        This is Net2Net's deepening (Chen et al. 2016): a deeper filter resumes where a trained
+        one stopped instead of relearning it from scratch."""
+        convs = sorted(int(k.split(".")[1]) for k in state if k.startswith("body.") and k.endswith(".weight"))
+        c = self.config.channels
+        if len(convs) > self.config.depth or state["body.0.weight"].shape[0] != c:
+            raise ValueError(f"a filter of {len(convs)} convolutions of {state['body.0.weight'].shape[0]} "
+                             f"channels does not fit in {self.config}")
+        identity = torch.zeros(c, c, 3, 3)
+        identity[range(c), range(c), 1, 1] = 1
+        grown = dict(state)
+        for i in range(len(convs), self.config.depth):
+            grown[f"body.{2 * i}.weight"] = identity.clone()
+            grown[f"body.{2 * i}.bias"] = torch.zeros(c)
+        self.load_state_dict(grown)
+
     def reach(self) -> int:
         """Pixels away that an output still depends on an input: depth + 1 convolutions of 3x3 at
         half resolution, plus one pixel for where a pixel falls in its 2x2 cell."""

@@ -52,18 +52,15 @@ class PostFilterTrainConfig:
     seed: int = 0
     eval_every: int = 1000
     init: str | None = None  # a derived model's .safetensors to start from when the run has no checkpoint
+    # (same channels, depth at most ours: extra layers start as identities, see PostFilter.load_shallower)
 
 
 def _decoded(model: zoo.PhotoModel, color: np.ndarray, rate: int) -> torch.Tensor:
-    """g_s's float output for ``color`` at ``rate``, as ``codec.encode`` (effort 0) and
-    ``codec.decode`` compute it before the post-filter."""
+    """g_s's float output for ``color`` at ``rate``: what decoding a file ``neurocodec.encode``
+    wrote at effort 0 gives before the post-filter."""
     tf = transforms(model.net, "cpu")
     level = torch.tensor([rate / codec.RATE_SCALE])
-    y = codec._analysis(tf, color, level, None)
-    z = tf.hyper_analysis(y, level).cpu()
-    z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
-    scales, means = codec._entropy_parameters(model, z_int, level, None)
-    _, y_hat = codec._encode_y(model, y, scales, means, rd_rounding=True)
+    _, _, y_hat = codec.code_latents(model, tf, color, level)
     return tf.synthesis(y_hat, level)[0]
 
 
@@ -148,7 +145,7 @@ def train(cfg: PostFilterTrainConfig, time_budget: float | None = None) -> None:
     elif cfg.init:
         from safetensors.torch import load_file
 
-        net.load_state_dict({k: v.float() for k, v in load_file(cfg.init).items()})
+        net.load_shallower({k: v.float() for k, v in load_file(cfg.init).items()})
 
     def save() -> None:
         torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "rng": gen.bit_generator.state, "step": step},
@@ -234,7 +231,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="run folder: config, cached pairs, checkpoint and log live here")
     p.add_argument("--steps", type=int)
     p.add_argument("--time-budget", type=float, help="stop cleanly after this many seconds")
-    p.add_argument("--init", help="start from this derived model's weights file (when the run has no checkpoint)")
+    p.add_argument("--init", help="start from this derived model's weights file (when the run has no checkpoint); "
+                   "a shallower filter of the same width is deepened with identity layers")
     p.add_argument("--export", type=Path, metavar="RUN", help="write RUN's filter into the package's weights")
     p.add_argument("--model-id", help="with --export: the derived model's ID")
     p.add_argument("--dest", type=Path, default=zoo.WEIGHTS_DIR, help="with --export: where the two files go "
