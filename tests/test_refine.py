@@ -118,7 +118,8 @@ def test_a_tile_of_padding_only_is_searched_on_no_pixels(model, monkeypatch):
     monkeypatch.setattr(tiling, "REFINE_HALO", 0)
     seen = []
     search = refine._refine_tile
-    monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, *a: seen.append(valid) or search(net, x, valid, *a))
+    monkeypatch.setattr(refine, "_refine_tile",
+                        lambda net, syn, x, valid, *a: seen.append(valid) or search(net, syn, x, valid, *a))
     small = Picture(photo_like(65, 64))  # 8 rows of latent cells (128 pixels): the last three are padding
     enc = codec.encode(small, 50, zoo.load(), reconstruct=True, tile=1, effort=1)
     assert min(min(v) for v in seen) == 0 and all(v[0] >= 0 and v[1] >= 0 for v in seen)
@@ -144,7 +145,8 @@ def test_a_tiled_search_finds_the_whole_images_file(model):
 
 
 def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch, nearest_rounding):
-    monkeypatch.setattr(refine, "_refine_tile", lambda net, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
+    monkeypatch.setattr(refine, "_refine_tile",
+                        lambda net, syn, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
     assert codec.encode(pic, 50, model, effort=1).data == codec.encode(pic, 50, model).data  # both to the nearest
 
 
@@ -202,7 +204,8 @@ def test_a_model_without_context_is_searched_too(install_model):
     color = photo_like(48, 64)
     y = torch.randn(1, 12, 4, 4) * 2  # the padded 64 x 64 image's latent grid
     z = np.zeros((8, 1, 1), dtype=np.int64)
-    searched = refine.refine(plain.net, color, y, z, torch.tensor([0.5]), 1, None)
+    synthesis = codec.model_transforms(plain, "cpu").synthesis
+    searched = refine.refine(plain.net, synthesis, color, y, z, torch.tensor([0.5]), 1, None)
     assert searched.shape == y.shape and torch.isfinite(searched).all() and not torch.equal(searched, y)
     enc = codec.encode(Picture(color), 60, plain, reconstruct=True, effort=1)
     np.testing.assert_array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)

@@ -15,7 +15,7 @@ Choices, each measured on held-out photos-train crops (never on Kodak):
   over effort 2's ten steps τ falls from 0.5 to 0.05, so the relaxation ends close to the hard
   rounding the codec applies. This is the deterministic mean of Yang et al.'s stochastic Gumbel
   annealing (no sampling, so the result is a function of the image). Effort 1 takes one larger
-  step at τ 0.15 instead, for a tenth of the search time and about three quarters of the gain
+  step at τ 0.22 instead, for a tenth of the search time and about three quarters of the gain
   (``EFFORTS``). Straight-through rounding gained less at the same step count and diverged with
   Adam.
 * Plain gradient descent on ``bits + λ · 255² · SSE / 3`` (the training loss times the pixel
@@ -40,7 +40,7 @@ decodes to the same pixels everywhere, because the decoder's entropy model is ex
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -49,7 +49,6 @@ from torch import Tensor
 from . import tiling
 from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
-from .nets.postfilter import PostFilter
 from .nets.priors import gaussian_likelihood
 
 
@@ -62,7 +61,7 @@ class Search(NamedTuple):
     step_size: float
 
 
-EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.15, 2e-3), Search(10, 0.5, 3e-4))
+EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.22, 6e-3), Search(10, 0.5, 5e-4))
 """The search per effort level; effort 0 takes the amortized latents as they are.
 
 Effort 2, ten small steps with τ annealed from 0.5: on six held-out crops at qualities 12-88 they
@@ -75,6 +74,9 @@ five or three steps from τ 0.15 3.7 / 3.0 %, so the ten steps keep their settin
 lowered the cost about 1 % more than 10, and on Kodak they gave -0.7 % BD-rate against 10 for
 three times the encoding time (benchmarks/results/kodak-effort2.json as of revision 325731f), so
 no level offers them.
+Re-tuned in 0.20.0 for photo-cb64-m224-r15-pf3 on effort 1's two crop sets (below): steps of 5e-4
+gained 2.94 / 3.46 % against effort 0, 3e-4 2.72 / 3.12 %, 1e-3 2.64 % (first set; 6e-4 from τ 0.6
+2.92 %). With the filter, effort 2 at 3e-4 was left only 0.5 point ahead of the re-tuned effort 1.
 
 Effort 1, one large step at a low τ, for a tenth of effort 2's search time: at τ this low the soft
 rounding is flat near integers and steep near the rounding thresholds, so the gradient moves
@@ -84,7 +86,22 @@ effort 0): one step of 3e-4 from τ 0.5 gained 0.1 %, of 6e-4 / 1e-3 / 1.5e-3 / 
 τ 0.1 gained 1.9 / 2.6 / 3.0 / 3.2 / 3.0 %, and 2.5e-3 at τ 0.2 3.2 %, while τ 0.05 lost
 (1.2-1.7 %) and two steps at the best rates found gave at most 2.8 %. Checked on five other
 held-out crops at qualities 15, 45 and 75: 2.65 % for this setting, 2.5-2.6 % for its neighbours,
-3.45 % for effort 2."""
+3.45 % for effort 2.
+
+Re-tuned in 0.20.0 for photo-cb64-m224-r15-pf3, whose search runs through the post-filter: the
+cost, against effort 0, on centre 256x384 crops of photos-train's files 16k+3 (the post-filter's
+validation files, neither the held-out split nor Kodak), files 0-7 at qualities 15 / 45 / 75 and
+files 8-15 at 25 / 55 / 88. The old step (2e-3 at τ 0.15) gained 1.56 / 1.91 %; larger steps did
+better at high qualities and worse at low ones (4e-3: 2.07 / 2.57 %; 8e-3: 0.94 % on the first
+set, +1.6 % at quality 15), and a higher τ kept the larger steps from hurting the low qualities:
+5e-3 at τ 0.2 2.26 / 2.76 %, 6e-3 at τ 0.22 2.26 / 2.86 %, 7e-3 at τ 0.25 2.26 / 2.90 %, 1e-2 at
+τ 0.3 2.06 / 2.83 %. The middle one is kept. Through the filter's gradient the step costs about
+770 ms at 2 threads on a Kodak image; without the filter (the search scoring g_s's output) it
+gained 1.45 % (4e-3, τ 0.15; worse at quality 15 than effort 0) for about 370 ms, and with the
+filter's residual held constant in the backward pass (forward only) 1.98 % for about 530 ms."""
+
+Synthesis = Callable[[Tensor, Tensor], Tensor]
+"""(gained y-hat, level) -> pixels: ``InferenceTransforms.synthesis`` on the CPU."""
 
 TAU_END = 0.05
 ATANH_MAX = 0.999
@@ -130,15 +147,12 @@ def _parameters(net: MeanScaleHyperprior, y: Tensor, hyper: Tensor, first: Tenso
     return soft_round(y - means, tau) + means, scales, means
 
 
-def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], grey: bool, y: Tensor,
-                 hyper: Tensor, level: Tensor, lam: float, search: Search, row0: int, col0: int,
-                 postfilter: PostFilter | None = None) -> Tensor:
+def _refine_tile(net: MeanScaleHyperprior, synthesis: Synthesis, x: Tensor, valid: tuple[int, int], grey: bool,
+                 y: Tensor, hyper: Tensor, level: Tensor, lam: float, search: Search, row0: int, col0: int) -> Tensor:
     """``search`` on one tile; ``valid``: rows and columns of ``x`` inside the image
-    (the rest is padding nobody sees); ``grey``: the decoder will average the three channels;
-    ``postfilter``: a derived model's, which the decoder runs after g_s."""
+    (the rest is padding nobody sees); ``grey``: the decoder will average the three channels."""
     h, w = valid
     target = x[:, :1, :h, :w] if grey else x[:, :, :h, :w]
-    inv_gain = net.y_gain(net.inv_gain, level)
     first = anchor = None
     if isinstance(net, CheckerboardHyperprior):
         first = net._entropy_params(hyper, None).detach()
@@ -149,10 +163,7 @@ def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], gr
         tau = max(search.tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
-        x_hat = net.synthesis_transform(y_soft * inv_gain)
-        if postfilter is not None:
-            x_hat = postfilter(x_hat, level)
-        x_hat = x_hat[:, :, :h, :w]
+        x_hat = synthesis(y_soft, level)[:, :, :h, :w]
         if grey:
             x_hat = x_hat.mean(dim=1, keepdim=True)  # what codec._to_pixels keeps of an L image
         cost = bits + lam * 255**2 * (x_hat - target).square().sum() / x_hat.shape[1]
@@ -163,12 +174,13 @@ def _refine_tile(net: MeanScaleHyperprior, x: Tensor, valid: tuple[int, int], gr
 
 
 def refine(
-    net: MeanScaleHyperprior, color: np.ndarray, y: Tensor, z_int: np.ndarray, level: Tensor, effort: int,
-    tile: int | None, postfilter: PostFilter | None = None,
+    net: MeanScaleHyperprior, synthesis: Synthesis, color: np.ndarray, y: Tensor, z_int: np.ndarray,
+    level: Tensor, effort: int, tile: int | None,
 ) -> Tensor:
     """Latents y (gained, (1, M, rows, cols) float32) refined for ``color`` (H x W x 1|3 uint8) at
-    ``level``, with z's symbols ``z_int`` held; ``tile`` latent cells per tile side or ``None``;
-    the cost's distortion is measured after ``postfilter`` when the model has one."""
+    ``level``, with z's symbols ``z_int`` held; ``tile`` latent cells per tile side or ``None``.
+    ``synthesis`` is the decoder's own (gained y-hat, level) -> pixels on the CPU, post-filter
+    included, so the cost's distortion is what the decoder will show."""
     search = EFFORTS[check_effort(effort)]
     if search is None:
         return y
@@ -184,8 +196,8 @@ def refine(
             valid = (max(0, min(sr.stop * 16, height) - sr.start * 16),  # 0: a tile of padding only
                      max(0, min(sc.stop * 16, width) - sc.start * 16))
             region = (slice(None), slice(None), slice(sr.start, sr.stop), slice(sc.start, sc.stop))
-            y_tile = _refine_tile(net, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region], level,
-                                  lam, search, sr.start, sc.start, postfilter)
+            y_tile = _refine_tile(net, synthesis, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region],
+                                  level, lam, search, sr.start, sc.start)
             if torch.isfinite(y_tile).all():  # else keep the amortized latents: never a broken file
                 out[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner]
     return out

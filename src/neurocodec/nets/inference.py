@@ -76,6 +76,8 @@ class _FrozenGDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         norm = self.norm(x.square())
+        if torch.is_grad_enabled() and x.requires_grad:  # the encoder's search differentiates through g_s
+            return (norm.sqrt() if self.inverse else norm.rsqrt()) * x
         return (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(x)
 
 
@@ -136,8 +138,11 @@ class InferenceTransforms:
 
 @functools.lru_cache(maxsize=8)
 def transforms(net: MeanScaleHyperprior, device: str = "cpu", postfilter: PostFilter | None = None) -> InferenceTransforms:
-    """Built once per (network, device, post-filter) and process, like the models in ``zoo``."""
-    return InferenceTransforms(net, torch.device(device), postfilter)
+    """Built once per (network, device, post-filter) and process, like the models in ``zoo``; never
+    as inference tensors (even when first asked for inside ``torch.inference_mode``), because the
+    encoder's search differentiates through the synthesis (``refine``)."""
+    with torch.inference_mode(False):
+        return InferenceTransforms(net, torch.device(device), postfilter)
 
 
 @functools.lru_cache(maxsize=8)
