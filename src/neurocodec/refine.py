@@ -53,15 +53,21 @@ from .nets.priors import gaussian_likelihood
 
 
 class Search(NamedTuple):
-    """One effort level's search: ``steps`` gradient-descent steps of ``step_size`` on the cost in
-    bits, step t at τ = ``tau_start`` · exp(-3 t / steps), never below ``TAU_END``."""
+    """One effort level's search: ``steps`` gradient-descent steps of ``step_size``, step t at
+    τ = ``tau_start`` · exp(-3 t / steps), never below ``TAU_END``; at level ℓ the step is
+    ``step_size`` · exp(``growth`` · ℓ) and τ_start ``tau_start`` · exp(``growth`` · ℓ / 2)."""
 
     steps: int
     tau_start: float
     step_size: float
+    growth: float = 0.0
+
+    def at(self, level: float) -> tuple[float, float]:
+        """(step size, starting τ) at ``level``."""
+        return self.step_size * math.exp(self.growth * level), self.tau_start * math.exp(self.growth * level / 2)
 
 
-EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.22, 6e-3), Search(10, 0.5, 5e-4))
+EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.15, 3e-3, 0.105), Search(10, 0.5, 5e-4))
 """The search per effort level; effort 0 takes the amortized latents as they are.
 
 Effort 2, ten small steps with τ annealed from 0.5: on six held-out crops at qualities 12-88 they
@@ -158,9 +164,10 @@ def _refine_tile(net: MeanScaleHyperprior, synthesis: Synthesis, x: Tensor, vali
         first = net._entropy_params(hyper, None).detach()
         anchor = anchor_mask(*y.shape[2:], row0 + col0)  # whole-image parity of (row + col)
     y = y.detach().requires_grad_(True)  # the caller's copy
-    opt = torch.optim.SGD([y], lr=search.step_size)
+    step_size, tau_start = search.at(float(level[0]))
+    opt = torch.optim.SGD([y], lr=step_size)
     for t in range(search.steps):
-        tau = max(search.tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
+        tau = max(tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
         x_hat = synthesis(y_soft, level)[:, :, :h, :w]
