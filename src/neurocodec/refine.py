@@ -80,6 +80,7 @@ five or three steps from τ 0.15 3.7 / 3.0 %, so the ten steps keep their settin
 lowered the cost about 1 % more than 10, and on Kodak they gave -0.7 % BD-rate against 10 for
 three times the encoding time (benchmarks/results/kodak-effort2.json as of revision 325731f), so
 no level offers them.
+
 Re-tuned in 0.20.0 for photo-cb64-m224-r15-pf3 on effort 1's crops (below): by cost against
 effort 0, steps of 5e-4 gained 2.94 / 3.46 %, 3e-4 2.72 / 3.12 %, 1e-3 2.64 % (first set; 6e-4
 from τ 0.6 2.92 %); by BD-rate against 3e-4 on 6 of the crops at qualities 10-88, 5e-4 was
