@@ -31,10 +31,18 @@ Choices, each measured on held-out photos-train crops (never on Kodak):
   qualities 12, 50 and 88 by at most 1.2 % of their bytes and 0.08 dB, mostly much less and in
   no consistent direction, so the simpler cost stays.
 
+* On a CPU with bfloat16 matrix units (Intel AMX) the synthesis runs forward and backward under
+  bfloat16 autocast (``SEARCH_BFLOAT16``): the search only needs the gradient's direction, and
+  at 2 threads on a Kodak image the synthesis' forward and backward take about 145 ms instead of
+  440 ms (gradients' cosine with float32's 0.99993). On the 16 tuning crops (below) effort 1's
+  files came out +0.07 % BD-rate against the float32 search, within the crops' noise. Elsewhere
+  bfloat16 is emulated and slower, so the search stays in float32.
+
 Large images are refined tile by tile on the encoder's tiling (``tiling``), each tile with its
 halo; only the interior of each tile is kept. The refined bytes depend on float arithmetic in
-the backward pass, so unlike effort 0 they may differ by thread count or machine; any such file
-decodes to the same pixels everywhere, because the decoder's entropy model is exact.
+the backward pass, so unlike effort 0 they may differ by thread count or machine (bfloat16 or
+not above all); any such file decodes to the same pixels everywhere, because the decoder's
+entropy model is exact.
 """
 
 from __future__ import annotations
@@ -123,6 +131,20 @@ TAU_END = 0.05
 ATANH_MAX = 0.999
 
 
+def bfloat16_is_fast() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): then the search runs
+    its synthesis under bfloat16 autocast. Elsewhere bfloat16 is emulated and slower than float32."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up with care
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - a probe that fails means no
+        return False
+
+
+SEARCH_BFLOAT16 = bfloat16_is_fast()
+"""Run the search's synthesis (forward and backward) in bfloat16 where that is fast."""
+
+
 def check_effort(effort: int) -> int:
     if isinstance(effort, bool) or not isinstance(effort, (int, np.integer)) or not 0 <= effort < len(EFFORTS):
         raise ValueError(f"effort must be an integer from 0 to {len(EFFORTS) - 1}, got {effort!r}")
@@ -180,7 +202,8 @@ def _refine_tile(net: MeanScaleHyperprior, synthesis: Synthesis, x: Tensor, vali
         tau = max(tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
-        x_hat = synthesis(y_soft, level)[:, :, :h, :w]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=SEARCH_BFLOAT16):
+            x_hat = synthesis(y_soft, level)[:, :, :h, :w].float()
         if grey:
             x_hat = x_hat.mean(dim=1, keepdim=True)  # what codec._to_pixels keeps of an L image
         cost = bits + lam * 255**2 * (x_hat - target).square().sum() / x_hat.shape[1]
