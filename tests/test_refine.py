@@ -79,16 +79,16 @@ def test_more_effort_finds_a_cheaper_file(model, pic):
     assert rd_cost(model, pic, 75, effort=2)[0] < 0.9975 * rd_cost(model, pic, 75, effort=1)[0]
 
 
-@pytest.mark.parametrize("bfloat16", [False, True])
-def test_the_search_pays_in_bfloat16_as_in_float32(model, pic, bfloat16, monkeypatch):
-    monkeypatch.setattr(refine, "SEARCH_BFLOAT16", bfloat16)
-    searched, _ = rd_cost(model, pic, 50, effort=1)
-    monkeypatch.setattr(refine, "SEARCH_BFLOAT16", not bfloat16)
-    other, _ = rd_cost(model, pic, 50, effort=1)
-    # the precision only bends the gradient: on this picture the two costs differ by under 0.1 %
-    assert searched == pytest.approx(other, rel=0.005)
-    round_to_nearest(monkeypatch)
-    assert searched < 0.99 * rd_cost(model, pic, 50)[0]
+@pytest.mark.parametrize("quality", [50, 75])
+def test_the_search_saves_about_as_much_in_bfloat16_as_in_float32(model, pic, quality, monkeypatch):
+    base = rd_cost(model, pic, quality)[0]
+    saved = {}
+    for bfloat16 in (False, True):
+        monkeypatch.setattr(refine, "SEARCH_BFLOAT16", bfloat16)
+        saved[bfloat16] = 1 - rd_cost(model, pic, quality, effort=1)[0] / base
+    # on this picture float32 saves 4.1 / 2.9 % of effort 0's cost at quality 50 / 75, bfloat16
+    # 3.3 / 2.9 %; on the 16 tuning crops the two are 0.08 % BD-rate apart
+    assert min(saved.values()) > 0.02 and saved[True] > 0.75 * saved[False]
 
 
 def test_bfloat16_counts_as_fast_only_where_the_cpu_probe_says_so(monkeypatch):
@@ -148,7 +148,7 @@ def test_a_tile_of_padding_only_is_searched_on_no_pixels(model, monkeypatch):
     seen = []
     search = refine._refine_tile
     monkeypatch.setattr(refine, "_refine_tile",
-                        lambda net, syn, x, valid, *a: seen.append(valid) or search(net, syn, x, valid, *a))
+                        lambda tf, x, valid, *a: seen.append(valid) or search(tf, x, valid, *a))
     small = Picture(photo_like(65, 64))  # 8 rows of latent cells (128 pixels): the last three are padding
     enc = codec.encode(small, 50, zoo.load(), reconstruct=True, tile=1, effort=1)
     assert min(min(v) for v in seen) == 0 and all(v[0] >= 0 and v[1] >= 0 for v in seen)
@@ -175,7 +175,7 @@ def test_a_tiled_search_finds_the_whole_images_file(model):
 
 def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch, nearest_rounding):
     monkeypatch.setattr(refine, "_refine_tile",
-                        lambda net, syn, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
+                        lambda tf, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
     assert codec.encode(pic, 50, model, effort=1).data == codec.encode(pic, 50, model).data  # both to the nearest
 
 
@@ -233,16 +233,25 @@ def test_a_model_without_context_is_searched_too(install_model):
     color = photo_like(48, 64)
     y = torch.randn(1, 12, 4, 4) * 2  # the padded 64 x 64 image's latent grid
     z = np.zeros((8, 1, 1), dtype=np.int64)
-    synthesis = codec.model_transforms(plain, "cpu").synthesis
-    searched = refine.refine(plain.net, synthesis, color, y, z, torch.tensor([0.5]), 1, None)
+    searched = refine.refine(codec.model_transforms(plain, "cpu"), color, y, z, torch.tensor([0.5]), 1, None)
     assert searched.shape == y.shape and torch.isfinite(searched).all() and not torch.equal(searched, y)
     enc = codec.encode(Picture(color), 60, plain, reconstruct=True, effort=1)
     np.testing.assert_array_equal(codec.decode(enc.data).pixels, enc.reconstruction.pixels)
 
 
-def test_effort_ones_step_and_temperature_grow_with_the_level_and_effort_twos_do_not():
-    one, two = refine.EFFORTS[1], refine.EFFORTS[2]
-    low, high = one.at(0.0), one.at(9.0)
-    assert low == (one.step_size, one.tau_start)
-    assert high[0] > 2 * low[0] and low[1] < high[1] < high[0] / low[0] * low[1]  # τ grows more slowly
-    assert two.at(0.0) == two.at(12.0) == (two.step_size, two.tau_start)
+def test_every_efforts_steps_and_temperature_grow_with_the_level():
+    for search in refine.EFFORTS[1:]:
+        low, high = search.at(0.0), search.at(9.0)
+        assert low == (search.step_size, search.tau)
+        assert high[0] > 2 * low[0] and low[1] < high[1] < high[0] / low[0] * low[1]  # τ grows more slowly
+
+
+@pytest.mark.parametrize("effort", [1, 2])
+def test_steps_past_filter_steps_reuse_the_filters_last_correction(model, pic, effort, monkeypatch):
+    postfilter = codec.model_transforms(model, "cpu").postfilter
+    residual, calls = postfilter.residual, []
+    monkeypatch.setattr(postfilter, "residual", lambda x, level: calls.append(torch.is_grad_enabled()) or residual(x, level))
+    search = refine.EFFORTS[effort]
+    codec.encode(pic, 50, model, effort=effort)  # one tile
+    assert calls == [True] * min(search.filter_steps, len(search.schedule))
+    assert len(refine.EFFORTS[1].schedule) == 2 and refine.EFFORTS[1].filter_steps == 1

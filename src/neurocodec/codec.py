@@ -271,7 +271,7 @@ def code_latents(
     z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
     if effort:
         search_tf = tf if tf.device.type == "cpu" else model_transforms(model, "cpu")
-        y = refine.refine(model.net, search_tf.synthesis, color, y, z_int, level, effort,
+        y = refine.refine(search_tf, color, y, z_int, level, effort,
                           _tile_size(tile, *y.shape[2:]))
     scales, means = _entropy_parameters(model, z_int, level, tile)
     y_streams, y_hat = _encode_y(model, y, scales, means, rd_rounding=not effort)

@@ -48,7 +48,7 @@ entropy model is exact.
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -57,25 +57,33 @@ from torch import Tensor
 from . import tiling
 from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
+from .nets.inference import InferenceTransforms
 from .nets.priors import gaussian_likelihood
 
 
 class Search(NamedTuple):
-    """One effort level's search: ``steps`` gradient-descent steps of ``step_size``, step t at
-    τ = ``tau_start`` · exp(-3 t / steps), never below ``TAU_END``; at level ℓ the step is
-    ``step_size`` · exp(``growth`` · ℓ) and τ_start ``tau_start`` · exp(``growth`` · ℓ / 2)."""
+    """One effort level's search: one gradient-descent step per entry of ``schedule``, step t of
+    ``step_size`` · ``schedule[t]``, all at soft-rounding temperature ``tau``; at level ℓ the step
+    is scaled by exp(``growth`` · ℓ) and τ by exp(``growth`` · ℓ / 2). The first ``filter_steps``
+    steps differentiate through the post-filter, later ones through g_s alone, adding the
+    correction the filter made at the last step that ran it."""
 
-    steps: int
-    tau_start: float
+    schedule: tuple[float, ...]
+    tau: float
     step_size: float
     growth: float = 0.0
+    filter_steps: int = 1_000
 
     def at(self, level: float) -> tuple[float, float]:
-        """(step size, starting τ) at ``level``."""
-        return self.step_size * math.exp(self.growth * level), self.tau_start * math.exp(self.growth * level / 2)
+        """(step size, τ) at ``level``."""
+        return self.step_size * math.exp(self.growth * level), self.tau * math.exp(self.growth * level / 2)
 
 
-EFFORTS: tuple[Search | None, ...] = (None, Search(1, 0.15, 3e-3, 0.105), Search(10, 0.5, 5e-4))
+EFFORTS: tuple[Search | None, ...] = (
+    None,
+    Search((1.25, 0.6), 0.15, 3e-3, 0.105, filter_steps=1),
+    Search((1.25, 0.7, 0.45, 0.25), 0.15, 3e-3, 0.105),
+)
 """The search per effort level; effort 0 takes the amortized latents as they are.
 
 Effort 2, ten small steps with τ annealed from 0.5: on six held-out crops at qualities 12-88 they
@@ -124,10 +132,7 @@ about 370 ms, and with the filter's residual held constant in the backward pass 
 about 530 ms, for less gain (by cost, 4e-3 at τ 0.15: 1.45 and 1.98 % against 2.07 % on the
 first set)."""
 
-Synthesis = Callable[[Tensor, Tensor], Tensor]
-"""(gained y-hat, level) -> pixels: ``InferenceTransforms.synthesis`` on the CPU."""
 
-TAU_END = 0.05
 ATANH_MAX = 0.999
 
 
@@ -185,45 +190,51 @@ def _parameters(net: MeanScaleHyperprior, y: Tensor, hyper: Tensor, first: Tenso
     return soft_round(y - means, tau) + means, scales, means
 
 
-def _refine_tile(net: MeanScaleHyperprior, synthesis: Synthesis, x: Tensor, valid: tuple[int, int], grey: bool,
+def _refine_tile(tf: InferenceTransforms, x: Tensor, valid: tuple[int, int], grey: bool,
                  y: Tensor, hyper: Tensor, level: Tensor, lam: float, search: Search, row0: int, col0: int) -> Tensor:
     """``search`` on one tile; ``valid``: rows and columns of ``x`` inside the image
     (the rest is padding nobody sees); ``grey``: the decoder will average the three channels."""
-    h, w = valid
+    net, (h, w) = tf.net, valid
     target = x[:, :1, :h, :w] if grey else x[:, :, :h, :w]
     first = anchor = None
     if isinstance(net, CheckerboardHyperprior):
         first = net._entropy_params(hyper, None).detach()
         anchor = anchor_mask(*y.shape[2:], row0 + col0)  # whole-image parity of (row + col)
     y = y.detach().requires_grad_(True)  # the caller's copy
-    step_size, tau_start = search.at(float(level[0]))
-    opt = torch.optim.SGD([y], lr=step_size)
-    for t in range(search.steps):
-        tau = max(tau_start * math.exp(-3.0 * t / search.steps), TAU_END)
+    step_size, tau = search.at(float(level[0]))
+    correction: Tensor | float = 0.0  # the post-filter's, as last computed
+    for t, scale in enumerate(search.schedule):
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=SEARCH_BFLOAT16):
-            x_hat = synthesis(y_soft, level)[:, :, :h, :w].float()
+            x_hat = tf.base_synthesis(y_soft, level)
+            if tf.postfilter is not None and t < search.filter_steps:
+                fresh = tf.postfilter.residual(x_hat, level)
+                x_hat, correction = x_hat + fresh, fresh.detach()
+            else:
+                x_hat = x_hat + correction
+        x_hat = x_hat[:, :, :h, :w].float()
         if grey:
             x_hat = x_hat.mean(dim=1, keepdim=True)  # what codec._to_pixels keeps of an L image
         cost = bits + lam * 255**2 * (x_hat - target).square().sum() / x_hat.shape[1]
-        opt.zero_grad(set_to_none=True)
-        cost.backward()
-        opt.step()
+        (grad,) = torch.autograd.grad(cost, y)
+        with torch.no_grad():
+            y -= step_size * scale * grad
     return y.detach()
 
 
 def refine(
-    net: MeanScaleHyperprior, synthesis: Synthesis, color: np.ndarray, y: Tensor, z_int: np.ndarray,
+    tf: InferenceTransforms, color: np.ndarray, y: Tensor, z_int: np.ndarray,
     level: Tensor, effort: int, tile: int | None,
 ) -> Tensor:
     """Latents y (gained, (1, M, rows, cols) float32) refined for ``color`` (H x W x 1|3 uint8) at
     ``level``, with z's symbols ``z_int`` held; ``tile`` latent cells per tile side or ``None``.
-    ``synthesis`` is the decoder's own (gained y-hat, level) -> pixels on the CPU, post-filter
+    ``tf`` holds the decoder's own transforms on the CPU (``codec.model_transforms``), post-filter
     included, so the cost's distortion is what the decoder will show."""
     search = EFFORTS[check_effort(effort)]
     if search is None:
         return y
+    net = tf.net
     lam = rd_lambda(net, float(level[0]))
     height, width = color.shape[:2]
     rows, cols = y.shape[2:]
@@ -236,7 +247,7 @@ def refine(
             valid = (max(0, min(sr.stop * 16, height) - sr.start * 16),  # 0: a tile of padding only
                      max(0, min(sc.stop * 16, width) - sc.start * 16))
             region = (slice(None), slice(None), slice(sr.start, sr.stop), slice(sc.start, sc.stop))
-            y_tile = _refine_tile(net, synthesis, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region],
+            y_tile = _refine_tile(tf, x, valid, color.shape[2] == 1, y[region].clone(), hyper[region],
                                   level, lam, search, sr.start, sc.start)
             if torch.isfinite(y_tile).all():  # else keep the amortized latents: never a broken file
                 out[:, :, sr.keep, sc.keep] = y_tile[:, :, sr.inner, sc.inner]

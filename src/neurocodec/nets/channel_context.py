@@ -110,24 +110,26 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
         ``first``, the checkerboard's second pass on those anchors, then the rest slice by slice.
         Each slice is rounded around its own means, straight-through, before the next reads it."""
         g = self.slices.group
-        y_hat, scales, means = torch.zeros_like(y), torch.zeros_like(y), torch.zeros_like(y)
 
-        def put(t: Tensor, s: int, where: Tensor, value: Tensor) -> Tensor:  # out of place, for autograd
-            c = slice(s * g, (s + 1) * g)
-            return torch.cat([t[:, : c.start], torch.where(where, value, t[:, c]), t[:, c.stop :]], 1)
-
-        def half(base: Tensor, where: Tensor) -> None:
-            nonlocal y_hat, scales, means
+        def half(base: Tensor, where: Tensor, before: list[Tensor] | None) -> tuple[list[Tensor], ...]:
+            """Per slice, this half's (y-hat, scales, means); y-hat is the rounded latents at
+            ``where`` and ``before``'s slice (or 0) elsewhere, what the slices after it read."""
             s0, m0 = base.chunk(2, dim=1)
+            hats, scales, means = [], [], []
             for s in range(self.slices.slices):
                 c = slice(s * g, (s + 1) * g)
-                ds, dm = self.slices(s, y_hat, s0, m0)
+                ds, dm = self.slices(s, torch.cat(hats, 1) if s else y[:, :0], s0, m0)  # reads slices < s
                 sc, mu = s0[:, c] + ds, m0[:, c] + dm
                 q = y[:, c] + (torch.round(y[:, c] - mu) - (y[:, c] - mu)).detach()
-                y_hat, scales, means = put(y_hat, s, where, q), put(scales, s, where, sc), put(means, s, where, mu)
+                hats.append(torch.where(where, q, 0.0 if before is None else before[s]))
+                scales.append(sc)
+                means.append(mu)
+            return hats, scales, means
 
-        half(first, anchor)  # y_hat is now the anchors, 0 elsewhere: what the second pass reads
-        half(self._entropy_params(hyper, y_hat), ~anchor)
+        anchors, s1, m1 = half(first, anchor, None)  # y-hat is the anchors, 0 elsewhere: what the second pass reads
+        _, s2, m2 = half(self._entropy_params(hyper, torch.cat(anchors, 1)), ~anchor, anchors)
+        scales = torch.cat([torch.where(anchor, a, b) for a, b in zip(s1, s2)], 1)
+        means = torch.cat([torch.where(anchor, a, b) for a, b in zip(m1, m2)], 1)
         return scales, means
 
     # ----- coding time (exact) -----------------------------------------------------------

@@ -127,10 +127,14 @@ class InferenceTransforms:
         y = y.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
         return torch.round(self.h_a(y) * self._gain(self.net.hyper_gain, level))
 
+    def base_synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
+        """Dequantized y (gained domain) -> g_s's pixels, before any post-filter, on the device."""
+        y_hat = y_hat.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
+        return run_synthesis(self.g_s, self.blocks, y_hat * self._y_gain(self.net.inv_gain, level))
+
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
-        y_hat = y_hat.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
-        x = run_synthesis(self.g_s, self.blocks, y_hat * self._y_gain(self.net.inv_gain, level))
+        x = self.base_synthesis(y_hat, level)
         if self.postfilter is not None:
             x = self.postfilter(x, level.to(self.device))
         return x

@@ -75,9 +75,14 @@ class PostFilter(nn.Module):
         half resolution, plus one pixel for where a pixel falls in its 2x2 cell."""
         return 2 * (self.config.depth + 1) + 1
 
-    def forward(self, x: Tensor, level: Tensor) -> Tensor:
-        """(B, 3, H, W) pixels in about [0, 1], H and W even; ``level`` (B,) -> the same, filtered."""
+    def residual(self, x: Tensor, level: Tensor) -> Tensor:
+        """The correction the filter adds to ``x``: (B, 3, H, W) pixels in about [0, 1], H and W
+        even, ``level`` (B,) -> (B, 3, H, W)."""
         u = F.pixel_unshuffle(x, 2)
         plane = (level.to(u.dtype) / (self.config.levels - 1)).reshape(-1, 1, 1, 1)
         u = torch.cat([u, plane.expand(u.shape[0], 1, *u.shape[2:])], dim=1)
-        return x + F.pixel_shuffle(self.out(self.body(u)), 2)
+        return F.pixel_shuffle(self.out(self.body(u)), 2)
+
+    def forward(self, x: Tensor, level: Tensor) -> Tensor:
+        """(B, 3, H, W) pixels in about [0, 1], H and W even; ``level`` (B,) -> the same, filtered."""
+        return x + self.residual(x, level)
