@@ -288,7 +288,7 @@ def encode(
     ``device`` runs the float transforms (default: CUDA when present), ``tile`` is for tests (the
     default makes the bytes depend on image, quality and model only). ``effort`` 1 or 2
     (photo models) searches the latents for this image's rate-distortion cost (``refine``, on the
-    CPU): smaller files at the same quality for one or ten gradient steps of encoding time. The papers'
+    CPU): smaller files at the same quality for two or four gradient steps of encoding time. The papers'
     models run on the CPU in one piece (they are tiny) and have no effort setting.
     """
     refine.check_effort(effort)

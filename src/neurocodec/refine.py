@@ -10,14 +10,13 @@ same streams, so every neurocodec that reads the model reads these files.
 
 Choices, each measured on held-out photos-train crops (never on Kodak):
 
-* Rounding has no useful gradient, so the search runs on *annealed soft rounding*: each latent
-  is the mix of its two neighbouring integers with weights ``softmax(-atanh(distance) / τ)``, and
-  over effort 2's ten steps τ falls from 0.5 to 0.05, so the relaxation ends close to the hard
-  rounding the codec applies. This is the deterministic mean of Yang et al.'s stochastic Gumbel
-  annealing (no sampling, so the result is a function of the image). Effort 1 takes one larger
-  step at a low τ instead, for a tenth of the search time and about three quarters of the gain
-  (``EFFORTS``). Straight-through rounding gained less at the same step count and diverged with
-  Adam.
+* Rounding has no useful gradient, so the search runs on *soft rounding*: each latent is the mix
+  of its two neighbouring integers with weights ``softmax(-atanh(distance) / τ)``, at a low τ
+  (0.15 at the lowest level), so the relaxation is already close to the hard rounding the codec
+  applies. It is the deterministic mean of Yang et al.'s stochastic Gumbel annealing (no sampling,
+  so the result is a function of the image); annealing τ over ten small steps, effort 2 until
+  0.20.0, did worse than two or four larger steps at the low τ (``EFFORTS``). Straight-through
+  rounding gained less at the same step count and diverged with Adam.
 * Plain gradient descent on ``bits + λ · 255² · SSE / 3`` (the training loss times the pixel
   count). The gain units make the curvature of that cost in the gained latent space about the
   same at every λ, so one step size serves every quality; Adam's per-element steps move every
@@ -30,13 +29,12 @@ Choices, each measured on held-out photos-train crops (never on Kodak):
   it in the search (no gradient through saturated pixels) moved six held-out crops' files at
   qualities 12, 50 and 88 by at most 1.2 % of their bytes and 0.08 dB, mostly much less and in
   no consistent direction, so the simpler cost stays.
-
 * On a CPU with bfloat16 matrix units (Intel AMX) the synthesis runs forward and backward under
   bfloat16 autocast (``SEARCH_BFLOAT16``): the search only needs the gradient's direction, and
   at 2 threads on a Kodak image the synthesis' forward and backward take about 145 ms instead of
   440 ms (gradients' cosine with float32's 0.99993). On the 16 tuning crops (below) effort 1's
-  files came out +0.07 % BD-rate against the float32 search, within the crops' noise. Elsewhere
-  bfloat16 is emulated and slower, so the search stays in float32.
+  files came out +0.07 % BD-rate against the float32 search with 0.20.0's one step, +0.08 % with
+  0.21.0's two. Elsewhere bfloat16 is emulated and slower, so the search stays in float32.
 
 Large images are refined tile by tile on the encoder's tiling (``tiling``), each tile with its
 halo; only the interior of each tile is kept. The refined bytes depend on float arithmetic in
@@ -86,51 +84,45 @@ EFFORTS: tuple[Search | None, ...] = (
 )
 """The search per effort level; effort 0 takes the amortized latents as they are.
 
-Effort 2, ten small steps with τ annealed from 0.5: on six held-out crops at qualities 12-88 they
-lowered the files' rate-distortion cost by 4.5 % on average; steps of 2e-4 or 5e-4, τ from 0.3 or
-0.8, τ down to 0.1, or momentum 0.5 all landed within 0.5 % of that, so the search is not
-sensitive to these settings. Re-checked with photo-cb64-m224-r11 on four held-out 256x384 crops
-at qualities 25, 55 and 85, after effort 1's single step was found: ten steps from τ 0.3 with
-steps of 8e-4 gained the same 4.4 %, from τ 0.2 / 0.15 with 6e-4 / 1e-3 less (4.2 / 4.1 %), and
-five or three steps from τ 0.15 3.7 / 3.0 %, so the ten steps keep their settings. 30 steps
-lowered the cost about 1 % more than 10, and on Kodak they gave -0.7 % BD-rate against 10 for
-three times the encoding time (benchmarks/results/kodak-effort2.json as of revision 325731f), so
-no level offers them.
+Effort 1: a large step at a low τ, then one about half as large from where it landed, the second
+differentiating through g_s alone with the post-filter's correction from the first step held.
+Effort 2: four steps of shrinking size (1.25, 0.7, 0.45, 0.25 times 3e-3, times e^(0.105 level)),
+each through the filter. All steps use the same low τ: at τ this low the soft rounding is flat
+near integers and steep near the rounding thresholds, so the gradient moves mostly the latents
+near a threshold, each to the side the rate-distortion cost prefers.
 
-Re-tuned in 0.20.0 for photo-cb64-m224-r15-pf3 on effort 1's crops (below): by cost against
-effort 0, steps of 5e-4 gained 2.94 / 3.46 %, 3e-4 2.72 / 3.12 %, 1e-3 2.64 % (first set; 6e-4
-from τ 0.6 2.92 %); by BD-rate against 3e-4 on 6 of the crops at qualities 10-88, 5e-4 was
--0.06 % (+0.23 % up to quality 50, -0.79 % above): no worse, and kept, since it is the lower
-cost the search is for and it keeps effort 2 ahead of effort 1's stronger step.
+Chosen in 0.21.0 for photo-cb64-m224-r15-pf3 by BD-rate on the 16 tuning crops (centre 256x384
+crops of photos-train's files 16k+3, the post-filter's validation files, neither the held-out
+split nor Kodak; qualities 5-90), against 0.20.0's one step of 3e-3 · e^(0.105 level) at
+τ 0.15 · e^(0.0525 level), bfloat16 throughout (per third of the quality range in brackets):
 
-Effort 1, one large step at a low τ, for a tenth of effort 2's search time: at τ this low the soft
-rounding is flat near integers and steep near the rounding thresholds, so the gradient moves
-mostly the latents near a threshold, each to the side the rate-distortion cost prefers. Tuned with
-photo-cb64-m224-r11 on four held-out 256x384 crops at qualities 25, 55 and 85 (the cost, against
-effort 0): one step of 3e-4 from τ 0.5 gained 0.1 %, of 6e-4 / 1e-3 / 1.5e-3 / 2e-3 / 3e-3 at
-τ 0.1 gained 1.9 / 2.6 / 3.0 / 3.2 / 3.0 %, and 2.5e-3 at τ 0.2 3.2 %, while τ 0.05 lost
-(1.2-1.7 %) and two steps at the best rates found gave at most 2.8 %. Checked on five other
-held-out crops at qualities 15, 45 and 75: 2.65 % for this setting, 2.5-2.6 % for its neighbours,
-3.45 % for effort 2.
+* two steps of that size, the second at τ annealed to 0.05, as 0.20.0's ten-step schedule would:
+  +6.4 %; at half size from τ 0.3: +1.0 %. Two steps at the *same* τ: second step 0.15 / 0.3 /
+  0.5 / 0.7 times the first: -0.86 / -1.47 / -1.87 / -1.90 %; 1.25 and 0.6: -2.00 % (-2.00 /
+  -1.67 / -2.66), 1.5 and 0.75: -1.88 %; τ 0.8 times as high for both -1.96 %, the second step's
+  τ 1.5 or 0.6 times the first's -0.98 / -1.72 %. Three steps (1.25, 0.6, 0.3) -2.59 %, four
+  (as effort 2) -2.82 % (-2.81 / -2.28 / -3.96), six (1.25 down to 0.2) -2.73 %. 0.20.0's effort 2,
+  ten steps annealed from τ 0.5, was -1.59 % (-1.98 / -1.47 / -1.07): fewer, larger steps at a
+  fixed low τ do better for less time.
+* what each step differentiates through, for (1.25, 0.6): the second step through g_s with the
+  filter's correction recomputed but held (forward only) -1.51 %, the first step's correction
+  reused -1.33 % (-0.61 / -1.31 / -2.56), the second step without the filter at all -1.17 %, the
+  first without it -0.97 %, both with held corrections -1.04 %; entropy parameters held in the
+  second step cost 0.72 % more. At 2 threads on a Kodak image the filter's gradient is about
+  100 ms a step and its forward about 40 ms, so effort 1 takes the reused correction and
+  stays under 0.7 s: about 0.65 s, against 0.47 s for one step and 0.75 s for two full ones.
 
-Re-tuned in 0.20.0 for photo-cb64-m224-r15-pf3, whose search runs through the post-filter, on
-centre 256x384 crops of photos-train's files 16k+3 (the post-filter's validation files, neither
-the held-out split nor Kodak). First by the files' cost R + λD against effort 0, which misled:
-6e-3 at τ 0.22 lowered it most (2.26 / 2.86 % on two sets of 8 crops, against 1.56 / 1.91 % for
-the old 2e-3 at τ 0.15), but by BD-rate on all 16 crops at qualities 5-88 it was only -0.45 %
-against the old step, +1.05 % at qualities 5-25 and -2.49 % at 65-88, as on Kodak (-0.2 %, from
-+1.6 % below 28 dB to -1.9 % above 33 dB). The cost at a fixed λ rewards moving a point along its
-curve wherever λ is not the curve's slope; BD-rate does not. By BD-rate against the old step,
-per quarter of the quality range (5-25, 25-45, 45-65, 65-88): 3e-3 at τ 0.15 -0.33 / -0.66 /
--0.76 / -1.09 %, 4e-3 at 0.18 -0.12 / -0.69 / -0.91 / -1.70 %, 6e-3 at 0.22 +1.05 / -0.42 /
--1.08 / -2.49 %, 8e-3 at 0.26 +2.60 / +0.31 / -0.98 / -2.84 %: the best step grows with the
-level. So the step is 3e-3 · e^(0.105 level) and τ 0.15 · e^(0.0525 level) (``Search.growth``):
-3e-3 at τ 0.15 at level 0, 7.7e-3 at τ 0.24 at quality 75; -0.97 % against the old step over
-the whole range (-0.27 / -0.70 / -1.09 / -2.80 %). Through the filter's gradient a step costs
-about 770 ms at 2 threads on a Kodak image; without the filter (the search scoring g_s's output)
-about 370 ms, and with the filter's residual held constant in the backward pass (forward only)
-about 530 ms, for less gain (by cost, 4e-3 at τ 0.15: 1.45 and 1.98 % against 2.07 % on the
-first set)."""
+The single step's size, τ and growth come from 0.20.0's tuning on the same crops, by BD-rate per
+quarter of the quality range (5-25, 25-45, 45-65, 65-88) against 0.19.0's 2e-3 at τ 0.15: 3e-3 at
+τ 0.15 -0.33 / -0.66 / -0.76 / -1.09 %, 4e-3 at 0.18 -0.12 / -0.69 / -0.91 / -1.70 %, 6e-3 at
+0.22 +1.05 / -0.42 / -1.08 / -2.49 %, 8e-3 at 0.26 +2.60 / +0.31 / -0.98 / -2.84 %: the best step
+grows with the level, hence ``Search.growth`` (-0.97 % over the whole range). Tuning by the
+files' cost R + λD at the quality's own λ misled there: 6e-3 at τ 0.22 lowered it most, yet on
+Kodak it was only -0.2 % BD-rate (+1.6 % below 28 dB). The cost at a fixed λ rewards moving a
+point along its curve wherever λ is not the curve's slope; BD-rate does not, so schedules are
+chosen by BD-rate. Earlier still (photo-cb64-m224-r11, by cost): 30 annealed steps lowered the
+cost about 1 % more than 10 and gave -0.7 % BD-rate on Kodak for three times the time; re-deriving
+z and searching again, Adam, or momentum gained nothing."""
 
 
 ATANH_MAX = 0.999
