@@ -63,14 +63,14 @@ class Search(NamedTuple):
     """One effort level's search: one gradient-descent step per entry of ``schedule``, step t of
     ``step_size`` · ``schedule[t]``, all at soft-rounding temperature ``tau``; at level ℓ the step
     is scaled by exp(``growth`` · ℓ) and τ by exp(``growth`` · ℓ / 2). The first ``filter_steps``
-    steps differentiate through the post-filter, later ones through g_s alone, adding the
-    correction the filter made at the last step that ran it."""
+    steps (all of them if ``None``) differentiate through the post-filter, later ones through g_s
+    alone, adding the correction the filter made at the last step that ran it."""
 
     schedule: tuple[float, ...]
     tau: float
     step_size: float
     growth: float = 0.0
-    filter_steps: int = 1_000
+    filter_steps: int | None = None
 
     def at(self, level: float) -> tuple[float, float]:
         """(step size, τ) at ``level``."""
@@ -200,7 +200,7 @@ def _refine_tile(tf: InferenceTransforms, x: Tensor, valid: tuple[int, int], gre
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=SEARCH_BFLOAT16):
             x_hat = tf.base_synthesis(y_soft, level)
-            if tf.postfilter is not None and t < search.filter_steps:
+            if tf.postfilter is not None and (search.filter_steps is None or t < search.filter_steps):
                 fresh = tf.postfilter.residual(x_hat, level)
                 x_hat, correction = x_hat + fresh, fresh.detach()
             else:
