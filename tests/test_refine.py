@@ -252,5 +252,5 @@ def test_steps_past_filter_steps_reuse_the_filters_last_correction(model, pic, e
     monkeypatch.setattr(postfilter, "residual", lambda x, level: calls.append(torch.is_grad_enabled()) or residual(x, level))
     search = refine.EFFORTS[effort]
     codec.encode(pic, 50, model, effort=effort)  # one tile
-    assert calls == [True] * (len(search.schedule) if search.filter_steps is None else search.filter_steps)
+    assert calls == [True] * sum(map(search.through_filter, range(len(search.schedule))))
     assert len(refine.EFFORTS[1].schedule) == 2 and refine.EFFORTS[1].filter_steps == 1

@@ -76,6 +76,10 @@ class Search(NamedTuple):
         """(step size, τ) at ``level``."""
         return self.step_size * math.exp(self.growth * level), self.tau * math.exp(self.growth * level / 2)
 
+    def through_filter(self, t: int) -> bool:
+        """Whether step ``t`` differentiates through the post-filter (else it reuses its correction)."""
+        return self.filter_steps is None or t < self.filter_steps
+
 
 EFFORTS: tuple[Search | None, ...] = (
     None,
@@ -200,7 +204,7 @@ def _refine_tile(tf: InferenceTransforms, x: Tensor, valid: tuple[int, int], gre
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=SEARCH_BFLOAT16):
             x_hat = tf.base_synthesis(y_soft, level)
-            if tf.postfilter is not None and (search.filter_steps is None or t < search.filter_steps):
+            if tf.postfilter is not None and search.through_filter(t):
                 fresh = tf.postfilter.residual(x_hat, level)
                 x_hat, correction = x_hat + fresh, fresh.detach()
             else:
