@@ -9,6 +9,7 @@ import neurocodec
 from neurocodec import codec, io, metrics, refine, tiling, zoo
 from neurocodec.cli import main
 from neurocodec.io import Picture
+from neurocodec.nets import inference
 from neurocodec.targets import encode_to_target
 
 from conftest import photo_like
@@ -92,17 +93,17 @@ def test_the_search_saves_about_as_much_in_bfloat16_as_in_float32(model, pic, qu
 
 def test_bfloat16_counts_as_fast_only_where_the_cpu_probe_says_so(monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
-    assert not refine.bfloat16_is_fast()
+    assert not inference.bfloat16_is_fast()
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
-    assert refine.bfloat16_is_fast()
+    assert inference.bfloat16_is_fast()
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
-    assert not refine.bfloat16_is_fast()
+    assert not inference.bfloat16_is_fast()
 
     def broken():
         raise RuntimeError("no cpuinfo")
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", broken, raising=False)
-    assert not refine.bfloat16_is_fast()
+    assert not inference.bfloat16_is_fast()
 
 
 def test_effort_lowers_the_cost_of_a_grey_image_too(model, pic, nearest_rounding):

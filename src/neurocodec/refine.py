@@ -55,7 +55,7 @@ from torch import Tensor
 from . import tiling
 from .nets.checkerboard import CheckerboardHyperprior, anchor_mask
 from .nets.hyperprior import MeanScaleHyperprior
-from .nets.inference import InferenceTransforms
+from .nets.inference import BFLOAT16_IS_FAST, InferenceTransforms
 from .nets.priors import gaussian_likelihood
 
 
@@ -132,17 +132,7 @@ z and searching again, Adam, or momentum gained nothing."""
 ATANH_MAX = 0.999
 
 
-def bfloat16_is_fast() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX): then the search runs
-    its synthesis under bfloat16 autocast. Elsewhere bfloat16 is emulated and slower than float32."""
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up with care
-    try:
-        return bool(probe()) if probe is not None else False
-    except Exception:  # noqa: BLE001 - a probe that fails means no
-        return False
-
-
-SEARCH_BFLOAT16 = bfloat16_is_fast()
+SEARCH_BFLOAT16 = BFLOAT16_IS_FAST
 """Run the search's synthesis (forward and backward) in bfloat16 where that is fast."""
 
 

@@ -81,6 +81,29 @@ class _FrozenGDN(nn.Module):
         return (norm.sqrt_() if self.inverse else norm.rsqrt_()).mul_(x)
 
 
+def bfloat16_is_fast() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX). Elsewhere bfloat16
+    is emulated and slower than float32, so nothing runs in it."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private, so looked up with care
+    try:
+        return bool(probe()) if probe is not None else False
+    except Exception:  # noqa: BLE001 - a probe that fails means no
+        return False
+
+
+BFLOAT16_IS_FAST = bfloat16_is_fast()
+
+FILTER_BFLOAT16 = BFLOAT16_IS_FAST
+"""Run the post-filter's convolutions in bfloat16 on a CPU where that is fast; g_s and the
+residual add stay float32 (float64 transforms stay float64: autocast leaves them alone). The
+correction the filter adds is small, so bfloat16's 8-bit mantissa moves it by a fraction of a
+level: on the 16 tuning crops the PSNR changed by at most 0.001 dB (+0.01 % BD-rate); on three
+Kodak images at qualities 5-90 up to 7 % of the 8-bit values moved, by one level, and the PSNR
+by at most 0.0012 dB. kodim01 decodes ~30 % faster (1 thread: 730 -> 510 ms). Like any other
+rounding of g_s, this moves pixels by a level between CPUs with and without AMX; the parse of
+a file never changes."""
+
+
 def _frozen(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.ConvTranspose2d):
         return _Upsample(module)
@@ -136,7 +159,10 @@ class InferenceTransforms:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
         x = self.base_synthesis(y_hat, level)
         if self.postfilter is not None:
-            x = self.postfilter(x, level.to(self.device))
+            # autocast leaves float64 alone, so float64 transforms stay exact
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=FILTER_BFLOAT16 and self.device.type == "cpu"):
+                correction = self.postfilter.residual(x, level.to(self.device))
+            x = x + correction.to(x.dtype)
         return x
 
 
