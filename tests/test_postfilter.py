@@ -4,6 +4,7 @@ trainer that makes one."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -121,6 +122,18 @@ def test_the_filter_in_bfloat16_moves_decoded_pixels_by_at_most_one_level(monkey
     assert abs(metrics.psnr(img, decoded[True]) - metrics.psnr(img, decoded[False])) < 0.01
 
 
+def test_the_learning_rate_warms_up_linearly_then_decays_to_five_percent():
+    from neurocodec.train import postfilter as trainer
+
+    cfg = trainer.PostFilterTrainConfig(data="d", out="o", lr=1e-3, steps=1000, warmup=100)
+    assert trainer.learning_rate(cfg, 0) == pytest.approx(1e-5, rel=0.01)
+    assert trainer.learning_rate(cfg, 49) == pytest.approx(0.5e-3, rel=0.01)
+    assert trainer.learning_rate(cfg, 99) == pytest.approx(0.977e-3, rel=0.001)  # cosine has begun
+    assert trainer.learning_rate(cfg, 500) == pytest.approx(0.525e-3)
+    assert trainer.learning_rate(cfg, 1000) == pytest.approx(0.05e-3)
+    assert trainer.learning_rate(dataclasses.replace(cfg, warmup=0), 0) == pytest.approx(1e-3)
+
+
 def test_the_log_mse_loss_is_the_mean_of_each_window_s_log_mse():
     from neurocodec.train import postfilter as trainer
 
@@ -144,19 +157,24 @@ def test_a_derived_model_loads_only_on_the_exact_base_it_was_trained_on(tmp_path
         zoo.load("photo-test-pf")
     zoo.load.cache_clear()
 
-def test_a_deepened_filter_computes_what_the_shallower_one_did():
-    shallow = random_filter(depth=2)
-    deep = PostFilter(PostFilterConfig(8, 4, shallow.config.levels)).eval()
-    deep.load_shallower(shallow.state_dict())
+@pytest.mark.parametrize("channels, depth", [(8, 4), (12, 2), (12, 3)], ids=["deeper", "wider", "both"])
+def test_a_grown_filter_computes_what_the_smaller_one_did_and_its_new_channels_learn(channels, depth):
+    small = random_filter(depth=2)
+    big = PostFilter(PostFilterConfig(channels, depth, small.config.levels)).eval()
+    big.load_smaller(small.state_dict())
     x, level = torch.rand(1, 3, 32, 32), torch.tensor([4.0])
-    assert torch.allclose(deep(x, level), shallow(x, level), atol=1e-6)
-    assert not torch.allclose(deep(x, level), x)  # the filter still does something
+    assert torch.allclose(big(x, level), small(x, level), atol=1e-6)
+    assert not torch.allclose(big(x, level), x)  # the filter still does something
+    (big(x, level) - x).square().sum().backward()
+    assert big.out.weight.grad.abs().sum() > 0
+    if channels > 8:  # what reads a new channel starts at zero, with a gradient to leave it
+        assert big.out.weight[:, 8:].abs().sum() == 0 and big.out.weight.grad[:, 8:].abs().sum() > 0
 
 
-@pytest.mark.parametrize("channels, depth", [(16, 4), (8, 1)], ids=["wider", "deeper-than-target"])
-def test_deepening_refuses_a_filter_that_does_not_fit(channels, depth):
+@pytest.mark.parametrize("channels, depth", [(16, 2), (8, 1)], ids=["wider-than-target", "deeper-than-target"])
+def test_growing_refuses_a_filter_that_does_not_fit(channels, depth):
     with pytest.raises(ValueError, match="does not fit"):
-        PostFilter(PostFilterConfig(8, depth, 13)).load_shallower(random_filter(channels=channels, depth=2).state_dict())
+        PostFilter(PostFilterConfig(8, depth, 13)).load_smaller(random_filter(channels=channels, depth=2).state_dict())
 
 
 def test_the_trainer_resumes_and_its_export_loads_as_a_derived_model(tmp_path, monkeypatch):
@@ -167,7 +185,7 @@ def test_the_trainer_resumes_and_its_export_loads_as_a_derived_model(tmp_path, m
     for i in range(4):  # index 3 validates
         Image.fromarray(photo_like(80, 96, seed=i)).save(data / f"img{i}.png")
     cfg = dict(data=str(data), out=str(tmp_path / "run"), base=BASE, channels=4, depth=1, crops_per_file=1,
-               rates_per_crop=1, pair_size=64, window=32, batch=2, eval_every=2)
+               rates_per_crop=1, pair_size=64, window=32, batch=2, eval_every=2, loss="log-mse", bfloat16=True, warmup=2)
     trainer.train(trainer.PostFilterTrainConfig(**cfg, steps=2))
     trainer.train(trainer.PostFilterTrainConfig(**cfg, steps=4))
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]

@@ -51,23 +51,33 @@ class PostFilter(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def load_shallower(self, state: dict[str, Tensor]) -> None:
-        """Start from a trained filter of the same width and at most this depth, computing exactly
-        what it computed: its convolutions come first, each extra one is the identity (its input
-        is a ReLU output, so ReLU of it changes nothing), and its output convolution is ours.
-        This is Net2Net's deepening (Chen et al. 2016): a deeper filter resumes where a trained
-        one stopped instead of relearning it from scratch."""
+    def load_smaller(self, state: dict[str, Tensor]) -> None:
+        """Start from a trained filter of at most this width and depth, computing exactly what it
+        computed (Net2Net, Chen et al. 2016: a bigger filter resumes where a trained one stopped
+        instead of relearning it). Its convolutions come first. Each extra layer is the identity
+        (its input is a ReLU output, so ReLU of it changes nothing). Each extra channel keeps
+        this network's fresh initialisation on its inputs but starts with zero weight wherever an
+        old channel or the output reads it, so it changes nothing until training makes it
+        useful (those zeros get gradients, because the new channels' activations are not zero)."""
         convs = sorted(int(k.split(".")[1]) for k in state if k.startswith("body.") and k.endswith(".weight"))
-        c = self.config.channels
-        if len(convs) > self.config.depth or state["body.0.weight"].shape[0] != c:
-            raise ValueError(f"a filter of {len(convs)} convolutions of {state['body.0.weight'].shape[0]} "
-                             f"channels does not fit in {self.config}")
-        identity = torch.zeros(c, c, 3, 3)
-        identity[range(c), range(c), 1, 1] = 1
-        grown = dict(state)
-        for i in range(len(convs), self.config.depth):
-            grown[f"body.{2 * i}.weight"] = identity.clone()
-            grown[f"body.{2 * i}.bias"] = torch.zeros(c)
+        c, old = self.config.channels, state["body.0.weight"].shape[0]
+        if len(convs) > self.config.depth or old > c:
+            raise ValueError(f"a filter of {len(convs)} convolutions of {old} channels does not fit in {self.config}")
+        grown = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        for i in range(self.config.depth):
+            w, b = grown[f"body.{2 * i}.weight"], grown[f"body.{2 * i}.bias"]
+            if i < len(convs):
+                fan_in = 13 if i == 0 else old
+                w[:old, :fan_in] = state[f"body.{2 * i}.weight"]
+                w[:old, fan_in:] = 0
+                b[:old] = state[f"body.{2 * i}.bias"]
+            else:
+                w.zero_()
+                w[range(c), range(c), 1, 1] = 1
+                b.zero_()
+        grown["out.weight"].zero_()
+        grown["out.weight"][:, :old] = state["out.weight"]
+        grown["out.bias"] = state["out.bias"].clone()
         self.load_state_dict(grown)
 
     def reach(self) -> int:
