@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 PATH_VARIABLE = "NEUROCODEC_WEIGHTS_PATH"
-DEFAULT_MODEL = "photo-cb64-m224-r15-pf3"
+DEFAULT_MODEL = "photo-cb64-m224-r15-pf4"
 
 
 @dataclass(frozen=True)
