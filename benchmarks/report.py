@@ -26,12 +26,14 @@ def label(result: dict) -> str:
     return result["dataset"] + (f", {', '.join(how)}" if how else "")
 
 
-def summary(result: dict, source: str) -> str:
-    """One line per further results file: BD-rates vs JPEG of every codec measured there."""
+def summary(result: dict, source: str, main_model: str) -> str:
+    """One line per further results file: BD-rates vs JPEG of every codec measured there, naming
+    the model where it is not the main table's (a figure not yet re-measured for a new model)."""
     bds = ", ".join(f"{name} {entry['bd_rate_vs_jpeg_percent']:+.1f} %" for name, entry in result["codecs"].items()
                     if name != "jpeg" and entry.get("bd_rate_vs_jpeg_percent") is not None)
     t = result["codecs"]["neurocodec"]["timing"]
-    return (f"- {result['images']} images of {label(result)}: BD-rate vs JPEG {bds}; neurocodec encode / "
+    other = "" if result["model"]["id"] == main_model else f", model {result['model']['id']} (not re-measured)"
+    return (f"- {result['images']} images of {label(result)}{other}: BD-rate vs JPEG {bds}; neurocodec encode / "
             f"decode {t['encode_s'] * 1000:.0f} / {t['decode_s'] * 1000:.0f} ms (`{source}`).")
 
 
@@ -94,20 +96,20 @@ def main(argv: list[str]) -> None:
     p.add_argument("results", nargs="*", type=Path,
                    help="kodak.json first (the README table), then other results files (summary lines)")
     paths = p.parse_args(argv).results or [ROOT / "benchmarks" / "results" / "kodak.json"]
+    path = paths[0]
+    result = json.loads(path.read_text())
     extras = []
     for extra in paths[1:]:
         source = str(extra.resolve().relative_to(ROOT))
         other = json.loads(extra.read_text())
         update_card(other, source)
-        extras.append(summary(other, source))
-    path = paths[0]
-    result = json.loads(path.read_text())
+        extras.append(summary(other, source, result["model"]["id"]))
     update_card(result, str(path.resolve().relative_to(ROOT)))
     readme = ROOT / "README.md"
     text = readme.read_text()
     body = table(result, path.resolve().relative_to(ROOT))
     if extras:
-        body += "\n\nThe same model with a slower encoder, and other photos, never trained on:\n\n" + "\n".join(extras)
+        body += "\n\nWith a slower encoder, and on other photos, never trained on:\n\n" + "\n".join(extras)
     block = f"{START}\n{body}\n{END}"
     new, n = re.subn(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
     if n != 1:
