@@ -145,9 +145,9 @@ def _decode_child(path: Path, repeats: int, device: str | None, warmup: bool) ->
             "g_s_decoder_kernels": lambda: tf.g_s(gained.contiguous(memory_format=torch.channels_last)),
         }
         if model.postfilter is not None:
-            pf = codec.model_transforms(model, device or "cpu").postfilter
+            decoder = codec.model_transforms(model, device or "cpu")
             pixels = tf.synthesis(y_hat, level)
-            bare["postfilter"] = lambda: pf(pixels, level)
+            bare["postfilter"] = lambda: decoder.filtered(pixels, level)  # in bfloat16 where the decoder uses it
         for fn in bare.values():
             fn()
         times: dict[str, list[float]] = {k: [] for k in bare}

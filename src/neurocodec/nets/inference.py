@@ -158,12 +158,14 @@ class InferenceTransforms:
     def synthesis(self, y_hat: Tensor, level: Tensor) -> Tensor:
         """Dequantized y (gained domain) -> pixels in about [0, 1], (1, 3, 16h, 16w), on the device."""
         x = self.base_synthesis(y_hat, level)
-        if self.postfilter is not None:
-            # autocast leaves float64 alone, so float64 transforms stay exact
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=FILTER_BFLOAT16 and self.device.type == "cpu"):
-                correction = self.postfilter.residual(x, level.to(self.device))
-            x = x + correction.to(x.dtype)
-        return x
+        return self.filtered(x, level) if self.postfilter is not None else x
+
+    def filtered(self, x: Tensor, level: Tensor) -> Tensor:
+        """g_s's output ``x`` with the post-filter's correction added, as the decoder computes it."""
+        # autocast leaves float64 alone, so float64 transforms stay exact
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=FILTER_BFLOAT16 and self.device.type == "cpu"):
+            correction = self.postfilter.residual(x, level.to(self.device))
+        return x + correction.to(x.dtype)
 
 
 @functools.lru_cache(maxsize=8)
