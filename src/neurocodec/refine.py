@@ -64,7 +64,8 @@ class Search(NamedTuple):
     ``step_size`` · ``schedule[t]``, all at soft-rounding temperature ``tau``; at level ℓ the step
     is scaled by exp(``growth`` · ℓ) and τ by exp(``growth`` · ℓ / 2). The first ``filter_steps``
     steps (all of them if ``None``) differentiate through the post-filter, later ones through g_s
-    alone, adding the correction the filter made at the last step that ran it."""
+    alone, adding the correction the filter made at the last step that ran it (with
+    ``filter_steps=0``, the correction of a forward pass at the first step)."""
 
     schedule: tuple[float, ...]
     tau: float
@@ -83,13 +84,14 @@ class Search(NamedTuple):
 
 EFFORTS: tuple[Search | None, ...] = (
     None,
-    Search((1.25, 0.6), 0.15, 3e-3, 0.105, filter_steps=1),
+    Search((1.25, 0.6), 0.15, 3e-3, 0.105, filter_steps=0),
     Search((1.25, 0.7, 0.45, 0.25), 0.15, 3e-3, 0.105),
 )
 """The search per effort level; effort 0 takes the amortized latents as they are.
 
-Effort 1: a large step at a low τ, then one about half as large from where it landed, the second
-differentiating through g_s alone with the post-filter's correction from the first step held.
+Effort 1: a large step at a low τ, then one about half as large from where it landed, both
+differentiating through g_s alone, with the post-filter's correction from a forward pass at the
+first step held (since 0.22.0: see the last point below).
 Effort 2: four steps of shrinking size (1.25, 0.7, 0.45, 0.25 times 3e-3, times e^(0.105 level)),
 each through the filter. All steps use the same low τ: at τ this low the soft rounding is flat
 near integers and steep near the rounding thresholds, so the gradient moves mostly the latents
@@ -115,6 +117,12 @@ split nor Kodak; qualities 5-90), against 0.20.0's one step of 3e-3 · e^(0.105 
   second step cost 0.72 % more. At 2 threads on a Kodak image the filter's gradient is about
   100 ms a step and its forward about 40 ms, so effort 1 takes the reused correction and
   stays under 0.7 s: about 0.65 s, against 0.47 s for one step and 0.75 s for two full ones.
+* 0.22.0's filter (photo-cb64-m224-r15-pf4, 64 channels and 12 layers against 48 and 10) costs
+  about 135 ms forward and backward at 2 threads instead of 90, and on an hour when the machine
+  ran 15 % slower effort 1 took 761 ms. Without the filter's gradient in either step (its
+  correction from one forward pass, held) it is about 12 % faster; on the 16 crops, with pf4,
+  that costs +0.43 % BD-rate against the first step through the filter (+0.92 / +0.15 / +0.12 %
+  by thirds of the PSNR range), so effort 1 takes it to stay within 0.7 s.
 
 The single step's size, τ and growth come from 0.20.0's tuning on the same crops, by BD-rate per
 quarter of the quality range (5-25, 25-45, 45-65, 65-88) against 0.19.0's 2e-3 at τ 0.15: 3e-3 at
@@ -198,6 +206,9 @@ def _refine_tile(tf: InferenceTransforms, x: Tensor, valid: tuple[int, int], gre
                 fresh = tf.postfilter.residual(x_hat, level)
                 x_hat, correction = x_hat + fresh, fresh.detach()
             else:
+                if tf.postfilter is not None and t == 0:  # no step runs the filter: its correction, held
+                    with torch.no_grad():
+                        correction = tf.postfilter.residual(x_hat.detach(), level)
                 x_hat = x_hat + correction
         x_hat = x_hat[:, :, :h, :w].float()
         if grey:
