@@ -196,7 +196,7 @@ def _refine_tile(tf: InferenceTransforms, x: Tensor, valid: tuple[int, int], gre
         anchor = anchor_mask(*y.shape[2:], row0 + col0)  # whole-image parity of (row + col)
     y = y.detach().requires_grad_(True)  # the caller's copy
     step_size, tau = search.at(float(level[0]))
-    correction: Tensor | float = 0.0  # the post-filter's, as last computed
+    correction: Tensor | None = None  # the post-filter's, as last computed
     for t, scale in enumerate(search.schedule):
         y_soft, scales, means = _parameters(net, y, hyper, first, anchor, tau)
         bits = -torch.log2(gaussian_likelihood(y_soft, scales, means)).sum()
@@ -205,8 +205,8 @@ def _refine_tile(tf: InferenceTransforms, x: Tensor, valid: tuple[int, int], gre
             if tf.postfilter is not None and search.through_filter(t):
                 fresh = tf.postfilter.residual(x_hat, level)
                 x_hat, correction = x_hat + fresh, fresh.detach()
-            else:
-                if tf.postfilter is not None and t == 0:  # no step runs the filter: its correction, held
+            elif tf.postfilter is not None:
+                if correction is None:  # no step has run the filter yet: one forward pass, held
                     with torch.no_grad():
                         correction = tf.postfilter.residual(x_hat.detach(), level)
                 x_hat = x_hat + correction

@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--time-budget", type=float, help="stop cleanly after this many seconds")
     p.add_argument("--init", help="start from this derived model's weights file (when the run has no checkpoint); "
-                   "a shallower filter of the same width is deepened with identity layers")
+                   "a smaller filter grows to this config's width and depth without changing its output")
     p.add_argument("--loss", choices=sorted(LOSSES), help="training loss (default mse)")
     p.add_argument("--bfloat16", action="store_true", default=None,
                    help="train under bfloat16 autocast (fast on CPUs with AMX)")
