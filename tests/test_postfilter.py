@@ -122,6 +122,23 @@ def test_the_filter_in_bfloat16_moves_decoded_pixels_by_at_most_one_level(monkey
     assert abs(metrics.psnr(img, decoded[True]) - metrics.psnr(img, decoded[False])) < 0.01
 
 
+@pytest.mark.parametrize("bfloat16", [False, True])
+def test_the_decoder_s_fused_filter_computes_the_unfused_filter_s_correction_bit_for_bit(monkeypatch, bfloat16):
+    """Without autograd the decoder runs each convolution and its ReLU as one oneDNN call
+    (inference.CONV_RELU) where torch has it; where it does not, the plain layers give the same."""
+    monkeypatch.setattr(inference, "FILTER_BFLOAT16", bfloat16)
+    tf = codec.model_transforms(zoo.load(), "cpu")
+    x, level = torch.rand(1, 3, 64, 96).contiguous(memory_format=torch.channels_last), torch.tensor([4.5])
+    with torch.no_grad():
+        fused = tf.filter_correction(x, level)
+        monkeypatch.setattr(inference, "CONV_RELU", None)
+        plain = tf.filter_correction(x, level)
+    assert fused.dtype == plain.dtype == (torch.bfloat16 if bfloat16 else torch.float32)
+    assert torch.equal(fused, plain) and plain.abs().max() > 0
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+        assert torch.equal(tf.postfilter.residual(x, level), plain)
+
+
 def test_the_learning_rate_warms_up_linearly_then_decays_to_five_percent():
     from neurocodec.train import postfilter as trainer
 

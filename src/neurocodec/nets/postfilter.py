@@ -85,13 +85,17 @@ class PostFilter(nn.Module):
         half resolution, plus one pixel for where a pixel falls in its 2x2 cell."""
         return 2 * (self.config.depth + 1) + 1
 
+    def features(self, x: Tensor, level: Tensor) -> Tensor:
+        """What the first convolution reads: ``x`` pixel-unshuffled (12 channels at half
+        resolution) and the level plane, (B, 13, H/2, W/2)."""
+        u = F.pixel_unshuffle(x, 2)
+        plane = (level.to(u.dtype) / (self.config.levels - 1)).reshape(-1, 1, 1, 1)
+        return torch.cat([u, plane.expand(u.shape[0], 1, *u.shape[2:])], dim=1)
+
     def residual(self, x: Tensor, level: Tensor) -> Tensor:
         """The correction the filter adds to ``x``: (B, 3, H, W) pixels in about [0, 1], H and W
         even, ``level`` (B,) -> (B, 3, H, W)."""
-        u = F.pixel_unshuffle(x, 2)
-        plane = (level.to(u.dtype) / (self.config.levels - 1)).reshape(-1, 1, 1, 1)
-        u = torch.cat([u, plane.expand(u.shape[0], 1, *u.shape[2:])], dim=1)
-        return F.pixel_shuffle(self.out(self.body(u)), 2)
+        return F.pixel_shuffle(self.out(self.body(self.features(x, level))), 2)
 
     def forward(self, x: Tensor, level: Tensor) -> Tensor:
         """(B, 3, H, W) pixels in about [0, 1], H and W even; ``level`` (B,) -> the same, filtered."""
