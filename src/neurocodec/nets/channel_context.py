@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .checkerboard import BAND_ROWS, CheckerboardHyperprior
+from .checkerboard import BAND_ROWS, CheckerboardHyperprior, gather_at
 from .hyperprior import (
     ACT_FRAC_BITS, ACT_MAX, POINTWISE, HyperpriorConfig, _exact_conv, _fixed, exact_conv_at, fixed_band,
     fixed_point_layer, run_fixed_point,
@@ -173,7 +173,7 @@ class SlicedCheckerboardHyperprior(CheckerboardHyperprior):
         for r0 in range(0, rows, BAND_ROWS):
             r1 = min(r0 + BAND_ROWS, rows)
             rr, cc = where[r0:r1].nonzero(as_tuple=True)
-            p = torch.cat([scales[:, :, r0:r1], means[:, :, r0:r1]], dim=1)[:, :, rr, cc].unsqueeze(2)
+            p = gather_at((scales, means), r0 + rr, cc)
             a = _exact_conv(POINTWISE, _fixed(p, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX), layer.p_weight, layer.bias)
             if s > 0:
                 a = a + exact_conv_at(fixed_band(y_hat[:, : s * g], r0, r1, halo), layer.y_weight, None, rr, cc)

@@ -31,6 +31,12 @@ BAND_ROWS = 64
 """Latent rows per band when the exact context pass runs over a large grid (bounds its memory)."""
 
 
+def gather_at(tensors: tuple[Tensor, ...], rows: Tensor, cols: Tensor) -> Tensor:
+    """``tensors`` (1, C_i, H, W) at the positions (``rows``, ``cols``), channels concatenated:
+    (1, sum C_i, 1, n). Gathered before concatenating, so only the wanted positions are copied."""
+    return torch.cat([t[:, :, rows, cols] for t in tensors], dim=1).unsqueeze(2)
+
+
 def anchor_mask(rows: int, cols: int, row0: int = 0, device=None) -> Tensor:
     """True at anchors, (row + col) even in whole-image latent coordinates, shape (rows, cols)."""
     r = torch.arange(row0, row0 + rows, device=device)[:, None]
@@ -134,7 +140,7 @@ class CheckerboardHyperprior(MeanScaleHyperprior):
         for r0 in range(0, rows, BAND_ROWS):
             r1 = min(r0 + BAND_ROWS, rows)
             rr, cc = where[r0:r1].nonzero(as_tuple=True)
-            h = torch.cat([hyper_scales[:, :, r0:r1], hyper_means[:, :, r0:r1]], dim=1)[:, :, rr, cc].unsqueeze(2)
+            h = gather_at((hyper_scales, hyper_means), r0 + rr, cc)
             a_h = _fixed(h, ACT_FRAC_BITS).clamp(-ACT_MAX, ACT_MAX)
             if anchors is None:
                 ctx = ctx_b.view(1, -1, 1, 1).expand(1, -1, 1, len(rr))
