@@ -174,9 +174,22 @@ def test_a_tiled_search_finds_the_whole_images_file(model):
 
 
 def test_a_tile_whose_search_diverges_keeps_the_amortized_latents(model, pic, monkeypatch, nearest_rounding):
+    monkeypatch.setattr(refine, "SEARCH_BFLOAT16", False)  # else g_a runs in bfloat16 before a search
     monkeypatch.setattr(refine, "_refine_tile",
                         lambda tf, x, valid, grey, y, *a: torch.full_like(y, float("nan")))
     assert codec.encode(pic, 50, model, effort=1).data == codec.encode(pic, 50, model).data  # both to the nearest
+
+
+@pytest.mark.parametrize("effort", [1, 2])
+def test_effort_1_s_search_takes_the_entropy_parameters_as_constants_and_effort_2_differentiates_them(
+        model, pic, effort, monkeypatch):
+    net, calls = codec.model_transforms(model, "cpu").net, []
+    two_pass = net.two_pass_parameters
+    monkeypatch.setattr(net, "two_pass_parameters", lambda y, *a: calls.append(y.requires_grad) or two_pass(y, *a))
+    codec.encode(pic, 50, model, effort=effort)  # one tile
+    search = refine.EFFORTS[effort]
+    assert calls == [search.parameter_gradient] * len(search.schedule)
+    assert search.parameter_gradient == (effort == 2)
 
 
 def test_effort_outside_its_range_or_on_a_papers_model_is_refused(model, pic):
@@ -248,12 +261,14 @@ def test_every_efforts_steps_and_temperature_grow_with_the_level():
 
 @pytest.mark.parametrize("effort", [1, 2])
 def test_steps_past_filter_steps_reuse_the_filters_last_correction_or_one_forward_pass_s(model, pic, effort, monkeypatch):
-    postfilter = codec.model_transforms(model, "cpu").postfilter
-    residual, calls = postfilter.residual, []
-    monkeypatch.setattr(postfilter, "residual", lambda x, level: calls.append(torch.is_grad_enabled()) or residual(x, level))
+    tf = codec.model_transforms(model, "cpu")
+    residual, held, calls = tf.postfilter.residual, tf.filter_correction, []
+    monkeypatch.setattr(tf.postfilter, "residual",
+                        lambda x, level: (torch.is_grad_enabled() and calls.append("grad")) or residual(x, level))
+    monkeypatch.setattr(tf, "filter_correction", lambda x, level: calls.append(torch.is_grad_enabled()) or held(x, level))
     search = refine.EFFORTS[effort]
     codec.encode(pic, 50, model, effort=effort)  # one tile
     through = sum(map(search.through_filter, range(len(search.schedule))))
     # with no step through the filter, one forward pass without autograd gives the held correction
-    assert calls == [True] * through + ([False] if through == 0 else [])
+    assert calls == ["grad"] * through + ([False] if through == 0 else [])
     assert len(refine.EFFORTS[1].schedule) == 2 and refine.EFFORTS[1].filter_steps == 0

@@ -266,7 +266,9 @@ def code_latents(
     and y as the decoder will rebuild it (y-hat, float32, on the CPU). ``encode`` is this plus the
     header and the extra streams; a post-filter's trainer takes its inputs from here so that they
     are exactly what decoding a file gives."""
-    y = _analysis(tf, color, level, tile)
+    # the search starts from g_a's guess, and moves it far more than bfloat16's rounding does
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(effort) and refine.SEARCH_BFLOAT16):
+        y = _analysis(tf, color, level, tile)
     z = tf.hyper_analysis(y, level).cpu()
     z_int = model.z_coder.clamp(z[0].numpy().astype(np.int64))
     if effort:
