@@ -11,7 +11,8 @@ times after a warm-up (medians reported). A child's RSS includes the interpreter
 model; ``baseline_rss`` is that of a child that only imports and loads. The decode child also
 times the bare synthesis on the same latents in the same run, interleaved with the decodes:
 ``net.g_s`` as trained (torch defaults) and the decoder's own channels-last g_s, and reports
-decode / bare ratios. Seams: PSNR of tiled (forced 16-latent tiles) minus untiled coding on every
+decode / bare ratios; with a post-filter, also the filter as the decoder runs it and, where the
+decoder fuses its convolutions with their ReLUs, the same filter unfused. Seams: PSNR of tiled (forced 16-latent tiles) minus untiled coding on every
 Kodak image. The 24 MP image is a photos-train JPEG upscaled with Lanczos to 6000x4000 in a
 temporary folder (never committed). The load average before and after is recorded, because the
 machine may be shared. Writes ``benchmarks/results/speed.json`` with the command and git revision.
@@ -120,6 +121,7 @@ def _decode_child(path: Path, repeats: int, device: str | None, warmup: bool) ->
     import torch
 
     from neurocodec import codec, container, zoo
+    from neurocodec.nets import inference
     from neurocodec.nets.inference import transforms
 
     data = path.read_bytes()
@@ -148,6 +150,8 @@ def _decode_child(path: Path, repeats: int, device: str | None, warmup: bool) ->
             decoder = codec.model_transforms(model, device or "cpu")
             pixels = tf.synthesis(y_hat, level)
             bare["postfilter"] = lambda: decoder.filtered(pixels, level)  # in bfloat16 where the decoder uses it
+            if inference.CONV_RELU is not None:  # the same filter with its ReLUs as separate passes
+                bare["postfilter_unfused"] = lambda: _unfused(decoder, pixels, level)
         for fn in bare.values():
             fn()
         times: dict[str, list[float]] = {k: [] for k in bare}
@@ -159,6 +163,17 @@ def _decode_child(path: Path, repeats: int, device: str | None, warmup: bool) ->
     med = statistics.median(out["times"])
     out["decode_over_bare_synthesis"] = {k: med / statistics.median(v) for k, v in times.items()}
     return out
+
+
+def _unfused(decoder, pixels, level):
+    """``decoder.filtered`` without the fused convolution + ReLU (``inference.CONV_RELU``)."""
+    from neurocodec.nets import inference
+
+    fused, inference.CONV_RELU = inference.CONV_RELU, None
+    try:
+        return decoder.filtered(pixels, level)
+    finally:
+        inference.CONV_RELU = fused
 
 
 # ----- parent side ---------------------------------------------------------------------------
