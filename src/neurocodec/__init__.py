@@ -18,7 +18,7 @@ from .container import Limits
 from .errors import NacError, NacFormatError, NacLimitError, NacModelError
 from .io import ImageInput
 
-__version__ = "0.22.0"
+__version__ = "0.23.0"
 __all__ = [
     "encode", "decode", "encode_file", "decode_file", "read_info", "models",
     "Limits", "NacError", "NacFormatError", "NacModelError", "NacLimitError", "__version__",
