@@ -12,8 +12,8 @@ model; ``baseline_rss`` is that of a child that only imports and loads. The deco
 times the bare synthesis on the same latents in the same run, interleaved with the decodes:
 ``net.g_s`` as trained (torch defaults) and the decoder's own channels-last g_s, and reports
 decode / bare ratios; with a post-filter, also the filter as the decoder runs it and, where the
-decoder fuses its convolutions with their ReLUs, the same filter unfused. Seams: PSNR of tiled (forced 16-latent tiles) minus untiled coding on every
-Kodak image. The 24 MP image is a photos-train JPEG upscaled with Lanczos to 6000x4000 in a
+decoder fuses its convolutions with their ReLUs, the same filter unfused. Seams: PSNR of tiled
+(forced 16-latent tiles) minus untiled coding on every Kodak image. The 24 MP image is a photos-train JPEG upscaled with Lanczos to 6000x4000 in a
 temporary folder (never committed). The load average before and after is recorded, because the
 machine may be shared. Writes ``benchmarks/results/speed.json`` with the command and git revision.
 """
